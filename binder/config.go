@@ -1,0 +1,156 @@
+package binder
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+	"github.com/hashicorp/raft"
+)
+
+// Peer is how a node reaches other nodes' HTTP APIs: to forward a write to
+// the leader, to ask a cluster to let it in, and to read another node's
+// state. transport/httpapi implements it.
+type Peer interface {
+	// Apply asks the leader at httpAddr to apply an encoded fsm command and
+	// returns the index that committed it. Errors wrap ErrNotLeader or
+	// ErrNoLeader when the command was certainly not applied,
+	// ErrOutcomeUnknown when it may have been, and ErrUnknownID or
+	// ErrSuperseded for the FSM's refusals.
+	Apply(ctx context.Context, httpAddr string, command []byte) (uint64, error)
+	// Join asks the cluster reachable at target (a URL or host:port) to add
+	// m as a voter.
+	Join(ctx context.Context, target string, m Member) error
+	// RemoveMember asks the leader at httpAddr to remove a server.
+	RemoveMember(ctx context.Context, httpAddr string, id string) error
+	// Status reads another node's own view.
+	Status(ctx context.Context, httpAddr string) (Status, error)
+}
+
+// PeerAddr is an initial voter: its id and Raft address.
+type PeerAddr struct {
+	ID       string
+	RaftAddr string
+}
+
+// Config is everything a node needs. Validate fills in defaults.
+type Config struct {
+	// ID names the node in the cluster; it must stay the same across
+	// restarts with the same data dir.
+	ID string
+	// HTTPAddr is the host:port where this node serves its API, announced to
+	// the cluster through the log so that followers can forward to it.
+	HTTPAddr string
+	// DataDir holds the Raft log, stable store and snapshots.
+	DataDir string
+	// Peers are the initial voters, this node included. A node with no Raft
+	// state bootstraps them; one with state ignores them.
+	Peers []PeerAddr
+	// Join, instead of Peers: the URL of a node of an existing cluster. A
+	// node with no Raft state asks it to be added; one with state resumes.
+	Join string
+
+	// Stream carries Raft traffic (transport/raftnet). Its Addr is this
+	// node's Raft address.
+	Stream raft.StreamLayer
+	// Peer reaches other nodes' HTTP APIs.
+	Peer Peer
+	// Logger receives the node's logs; raft's go under "raft".
+	Logger hclog.Logger
+
+	// Raft timing. Defaults are tuned for a LAN: 500 ms heartbeat and
+	// election timeouts, 250 ms leader lease, 10 ms commit timeout.
+	HeartbeatTimeout   time.Duration
+	ElectionTimeout    time.Duration
+	LeaderLeaseTimeout time.Duration
+	CommitTimeout      time.Duration
+	// SnapshotThreshold is the number of log entries after which a snapshot
+	// is taken (default 8192); SnapshotInterval how often that is checked
+	// (default 30 s); TrailingLogs how many entries stay after compaction
+	// (default 10240).
+	SnapshotThreshold uint64
+	SnapshotInterval  time.Duration
+	TrailingLogs      uint64
+
+	// WriteHold is how long a write waits for a leader before failing with
+	// ErrNoLeader (default 5 s).
+	WriteHold time.Duration
+	// ProbeTimeout bounds one TCP connection attempt of a verification
+	// (default 1 s); a verification makes ProbeAttempts of them (default 2).
+	ProbeTimeout  time.Duration
+	ProbeAttempts int
+}
+
+// Validate checks c and applies defaults.
+func (c *Config) Validate() error {
+	switch {
+	case c.ID == "":
+		return errors.New("config: node id is required")
+	case c.DataDir == "":
+		return errors.New("config: data dir is required")
+	case c.Stream == nil:
+		return errors.New("config: raft stream layer is required")
+	case c.Peer == nil:
+		return errors.New("config: peer client is required")
+	case c.HTTPAddr == "":
+		return errors.New("config: http address is required")
+	case len(c.Peers) == 0 && c.Join == "":
+		return errors.New("config: either peers or join is required")
+	case len(c.Peers) > 0 && c.Join != "":
+		return errors.New("config: peers and join are exclusive")
+	}
+	if len(c.Peers) > 0 {
+		self := false
+		seen := map[string]bool{}
+		for _, p := range c.Peers {
+			if p.ID == "" || p.RaftAddr == "" {
+				return fmt.Errorf("config: peer %q: id and raft address are required", p.ID)
+			}
+			if seen[p.ID] {
+				return fmt.Errorf("config: peer %q listed twice", p.ID)
+			}
+			seen[p.ID] = true
+			if p.ID == c.ID {
+				self = true
+			}
+		}
+		if !self {
+			return fmt.Errorf("config: peers must include this node (%s)", c.ID)
+		}
+	}
+	if c.Logger == nil {
+		c.Logger = hclog.New(&hclog.LoggerOptions{Output: io.Discard})
+	}
+	setDefault(&c.HeartbeatTimeout, 500*time.Millisecond)
+	setDefault(&c.ElectionTimeout, 500*time.Millisecond)
+	setDefault(&c.LeaderLeaseTimeout, 250*time.Millisecond)
+	setDefault(&c.CommitTimeout, 10*time.Millisecond)
+	setDefault(&c.SnapshotInterval, 30*time.Second)
+	setDefault(&c.WriteHold, 5*time.Second)
+	setDefault(&c.ProbeTimeout, time.Second)
+	if c.SnapshotThreshold == 0 {
+		c.SnapshotThreshold = 8192
+	}
+	if c.TrailingLogs == 0 {
+		c.TrailingLogs = 10240
+	}
+	if c.ProbeAttempts <= 0 {
+		c.ProbeAttempts = 2
+	}
+	if c.LeaderLeaseTimeout > c.HeartbeatTimeout {
+		return fmt.Errorf("config: leader lease timeout %s exceeds heartbeat timeout %s", c.LeaderLeaseTimeout, c.HeartbeatTimeout)
+	}
+	if c.ElectionTimeout < c.HeartbeatTimeout {
+		return fmt.Errorf("config: election timeout %s is below heartbeat timeout %s", c.ElectionTimeout, c.HeartbeatTimeout)
+	}
+	return nil
+}
+
+func setDefault(d *time.Duration, v time.Duration) {
+	if *d <= 0 {
+		*d = v
+	}
+}

@@ -1,0 +1,27 @@
+package binder
+
+import "errors"
+
+var (
+	// ErrUnknownService is returned by lookups of a type with no instance.
+	ErrUnknownService = errors.New("unknown service type")
+	// ErrUnknownID is returned for an id that is not in the table.
+	ErrUnknownID = errors.New("unknown service id")
+	// ErrInvalid is returned for a request that breaks a validation rule; the
+	// message names the field.
+	ErrInvalid = errors.New("invalid request")
+	// ErrNotLeader is returned by ApplyLocal on a node that is not the
+	// leader. The command was not applied.
+	ErrNotLeader = errors.New("not the leader")
+	// ErrNoLeader is returned when no leader could be reached within the
+	// hold timeout. The command was not applied.
+	ErrNoLeader = errors.New("no leader")
+	// ErrOutcomeUnknown is returned when a write was handed to a leader
+	// that failed before answering: it may or may not have been applied.
+	ErrOutcomeUnknown = errors.New("write outcome unknown")
+	// ErrSuperseded is returned by a removal whose verified registration was
+	// replaced meanwhile.
+	ErrSuperseded = errors.New("registration superseded")
+	// ErrShutdown is returned once the node is closing.
+	ErrShutdown = errors.New("binder shutting down")
+)

@@ -1,0 +1,365 @@
+package binder
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+	"github.com/hashicorp/raft"
+	raftboltdb "github.com/hashicorp/raft-boltdb/v2"
+
+	"github.com/lieur/lieur/fsm"
+)
+
+// Status is one node's own view of itself and the cluster.
+type Status struct {
+	ID           string
+	State        string
+	Leader       string
+	Term         uint64
+	AppliedIndex uint64
+	LastLogIndex uint64
+	Services     int
+	TableHash    string
+}
+
+// Member is one server of the Raft configuration.
+type Member struct {
+	ID       string
+	RaftAddr string
+	HTTPAddr string
+	Voter    bool
+	// State is "leader", "follower", "candidate" or "unknown" (not
+	// reachable).
+	State string
+}
+
+// Node is one binder. Create it with New, run its background work with
+// Run, stop it with Close. All methods are safe for concurrent use.
+type Node struct {
+	cfg    Config
+	log    hclog.Logger
+	fsm    *fsm.FSM
+	raft   *raft.Raft
+	trans  *raft.NetworkTransport
+	store  *raftboltdb.BoltStore
+	resume bool // the data dir held Raft state at start
+
+	changes *notifier
+	cursors sync.Map // type -> *atomic.Uint64
+
+	verifyMu  sync.Mutex
+	verifying map[string]*verification
+	removedMu sync.Mutex
+	removed   map[string]time.Time // recently removed ids, for coherent late reports
+
+	ctx       context.Context // ends when Close starts
+	cancel    context.CancelFunc
+	closeOnce sync.Once
+	closeErr  error
+	wg        sync.WaitGroup
+}
+
+// New opens the node's stores and starts its Raft member. A node whose data
+// dir holds no Raft state bootstraps cfg.Peers (or, with cfg.Join, waits for
+// Run to ask the cluster to add it).
+func New(cfg Config) (*Node, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if err := os.MkdirAll(cfg.DataDir, 0o750); err != nil {
+		return nil, fmt.Errorf("create data dir: %w", err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	n := &Node{
+		cfg:       cfg,
+		log:       cfg.Logger,
+		changes:   newNotifier(),
+		verifying: map[string]*verification{},
+		removed:   map[string]time.Time{},
+		ctx:       ctx,
+		cancel:    cancel,
+	}
+	n.fsm = fsm.New(n.observe)
+
+	store, err := raftboltdb.New(raftboltdb.Options{Path: filepath.Join(cfg.DataDir, "raft.db")})
+	if err != nil {
+		cancel()
+		return nil, fmt.Errorf("open raft store: %w", err)
+	}
+	n.store = store
+	snaps, err := raft.NewFileSnapshotStoreWithLogger(cfg.DataDir, 2, cfg.Logger.Named("snapshot"))
+	if err != nil {
+		store.Close()
+		cancel()
+		return nil, fmt.Errorf("open snapshot store: %w", err)
+	}
+	logs, err := raft.NewLogCache(512, store)
+	if err != nil {
+		store.Close()
+		cancel()
+		return nil, fmt.Errorf("log cache: %w", err)
+	}
+	n.resume, err = raft.HasExistingState(logs, store, snaps)
+	if err != nil {
+		store.Close()
+		cancel()
+		return nil, fmt.Errorf("inspect raft state: %w", err)
+	}
+
+	rc := raft.DefaultConfig()
+	rc.LocalID = raft.ServerID(cfg.ID)
+	rc.Logger = cfg.Logger.Named("raft")
+	rc.HeartbeatTimeout = cfg.HeartbeatTimeout
+	rc.ElectionTimeout = cfg.ElectionTimeout
+	rc.LeaderLeaseTimeout = cfg.LeaderLeaseTimeout
+	rc.CommitTimeout = cfg.CommitTimeout
+	rc.SnapshotThreshold = cfg.SnapshotThreshold
+	rc.SnapshotInterval = cfg.SnapshotInterval
+	rc.TrailingLogs = cfg.TrailingLogs
+	// Concurrent writes share an fsync: the leader appends what is queued
+	// in one batch.
+	rc.BatchApplyCh = true
+	rc.MaxAppendEntries = 64
+
+	n.trans = raftTransport(cfg)
+	r, err := raft.NewRaft(rc, n.fsm, logs, store, snaps, n.trans)
+	if err != nil {
+		n.trans.Close()
+		store.Close()
+		cancel()
+		return nil, fmt.Errorf("start raft: %w", err)
+	}
+	n.raft = r
+
+	if !n.resume && len(cfg.Peers) > 0 {
+		var servers []raft.Server
+		for _, p := range cfg.Peers {
+			servers = append(servers, raft.Server{Suffrage: raft.Voter, ID: raft.ServerID(p.ID), Address: raft.ServerAddress(p.RaftAddr)})
+		}
+		err := r.BootstrapCluster(raft.Configuration{Servers: servers}).Error()
+		if err != nil && !errors.Is(err, raft.ErrCantBootstrap) {
+			n.Close()
+			return nil, fmt.Errorf("bootstrap: %w", err)
+		}
+		n.log.Info("bootstrapped cluster", "voters", len(servers))
+	} else if n.resume {
+		n.log.Info("resuming from existing raft state", "last_index", r.LastIndex())
+	}
+	return n, nil
+}
+
+// Run does the node's background work until ctx ends or the node closes:
+// it asks the cluster to add this node when it started with Join and no
+// state, then makes sure the cluster knows this node's HTTP address.
+func (n *Node) Run(ctx context.Context) error {
+	ctx, stop := context.WithCancel(ctx)
+	defer stop()
+	go func() {
+		select {
+		case <-n.ctx.Done():
+			stop()
+		case <-ctx.Done():
+		}
+	}()
+	if n.cfg.Join != "" && !n.resume {
+		if err := n.joinCluster(ctx); err != nil {
+			return err
+		}
+	}
+	n.announce(ctx)
+	<-ctx.Done()
+	return nil
+}
+
+func (n *Node) joinCluster(ctx context.Context) error {
+	m := Member{ID: n.cfg.ID, RaftAddr: string(n.trans.LocalAddr()), HTTPAddr: n.cfg.HTTPAddr, Voter: true}
+	for attempt := 1; ; attempt++ {
+		err := n.cfg.Peer.Join(ctx, n.cfg.Join, m)
+		if err == nil {
+			n.log.Info("joined cluster", "via", n.cfg.Join)
+			return nil
+		}
+		n.log.Warn("join failed, retrying", "via", n.cfg.Join, "attempt", attempt, "error", err)
+		if !sleepCtx(ctx, backoff(attempt)) {
+			return fmt.Errorf("join %s: %w", n.cfg.Join, ctx.Err())
+		}
+	}
+}
+
+// announce commits this node's HTTP address to the log unless the table
+// already holds it, retrying until it does.
+func (n *Node) announce(ctx context.Context) {
+	for attempt := 1; ; attempt++ {
+		if addr, ok := n.fsm.NodeHTTPAddr(n.cfg.ID); ok && addr == n.cfg.HTTPAddr {
+			return
+		}
+		_, err := n.apply(ctx, fsm.NodeMetaCmd{NodeID: n.cfg.ID, HTTPAddr: n.cfg.HTTPAddr})
+		if err == nil {
+			n.log.Info("announced http address", "http_addr", n.cfg.HTTPAddr)
+			return
+		}
+		n.log.Debug("announce failed, retrying", "error", err)
+		if !sleepCtx(ctx, backoff(attempt)) {
+			return
+		}
+	}
+}
+
+// Close stops the node. A leader first hands leadership to another voter
+// when there is one, so the cluster does not wait for an election timeout.
+func (n *Node) Close() error {
+	n.closeOnce.Do(func() {
+		n.cancel()
+		if n.raft != nil {
+			if n.raft.State() == raft.Leader && n.voters() > 1 {
+				if err := n.raft.LeadershipTransfer().Error(); err != nil {
+					n.log.Warn("leadership transfer before stop failed", "error", err)
+				} else {
+					n.log.Info("handed leadership over before stopping")
+				}
+			}
+			if err := n.raft.Shutdown().Error(); err != nil {
+				n.closeErr = fmt.Errorf("raft shutdown: %w", err)
+			}
+		}
+		n.wg.Wait()
+		if n.trans != nil {
+			n.trans.Close()
+		}
+		if n.store != nil {
+			if err := n.store.Close(); err != nil && n.closeErr == nil {
+				n.closeErr = fmt.Errorf("close raft store: %w", err)
+			}
+		}
+	})
+	return n.closeErr
+}
+
+func (n *Node) voters() int {
+	f := n.raft.GetConfiguration()
+	if f.Error() != nil {
+		return 0
+	}
+	c := 0
+	for _, s := range f.Configuration().Servers {
+		if s.Suffrage == raft.Voter {
+			c++
+		}
+	}
+	return c
+}
+
+// ID returns the node's id.
+func (n *Node) ID() string { return n.cfg.ID }
+
+// IsLeader reports whether this node currently believes it leads.
+func (n *Node) IsLeader() bool { return n.raft.State() == raft.Leader }
+
+// Status returns this node's own view.
+func (n *Node) Status() Status {
+	_, leader := n.raft.LeaderWithID()
+	term, _ := strconv.ParseUint(n.raft.Stats()["term"], 10, 64)
+	return Status{
+		ID:           n.cfg.ID,
+		State:        stateName(n.raft.State()),
+		Leader:       string(leader),
+		Term:         term,
+		AppliedIndex: n.raft.AppliedIndex(),
+		LastLogIndex: n.raft.LastIndex(),
+		Services:     n.fsm.Len(),
+		TableHash:    n.fsm.TableHash(),
+	}
+}
+
+func stateName(s raft.RaftState) string {
+	switch s {
+	case raft.Leader:
+		return "leader"
+	case raft.Follower:
+		return "follower"
+	case raft.Candidate:
+		return "candidate"
+	default:
+		return "unknown"
+	}
+}
+
+// observe runs on raft's apply goroutine for every change to the table.
+func (n *Node) observe(c fsm.Change) {
+	inst := c.Instance
+	addr := joinHostPort(inst.Address, inst.Port)
+	switch c.Kind {
+	case fsm.Added:
+		if c.Replaced != nil {
+			n.log.Info("new service", "id", inst.ID, "type", inst.Type, "addr", addr, "replaced", true)
+			if c.Replaced.Type != inst.Type {
+				n.changes.notify(c.Replaced.Type)
+			}
+		} else {
+			n.log.Info("new service", "id", inst.ID, "type", inst.Type, "addr", addr)
+		}
+	case fsm.Removed:
+		n.log.Info("removed service", "id", inst.ID, "reason", c.Reason)
+		n.noteRemoved(inst.ID)
+	}
+	n.changes.notify(inst.Type)
+}
+
+func (n *Node) noteRemoved(id string) {
+	n.removedMu.Lock()
+	defer n.removedMu.Unlock()
+	now := time.Now()
+	if len(n.removed) > 10000 {
+		for k, t := range n.removed {
+			if now.Sub(t) > recentRemovalWindow {
+				delete(n.removed, k)
+			}
+		}
+	}
+	n.removed[id] = now
+}
+
+func (n *Node) removedRecently(id string) bool {
+	n.removedMu.Lock()
+	defer n.removedMu.Unlock()
+	t, ok := n.removed[id]
+	return ok && time.Since(t) < recentRemovalWindow
+}
+
+const recentRemovalWindow = time.Minute
+
+func (n *Node) cursor(typ string) *atomic.Uint64 {
+	if c, ok := n.cursors.Load(typ); ok {
+		return c.(*atomic.Uint64)
+	}
+	c, _ := n.cursors.LoadOrStore(typ, new(atomic.Uint64))
+	return c.(*atomic.Uint64)
+}
+
+// backoff grows from 25 ms to 500 ms with jitter, so that nodes retrying at
+// once spread out.
+func backoff(attempt int) time.Duration {
+	d := 25 * time.Millisecond << min(attempt-1, 5)
+	d = min(d, 500*time.Millisecond)
+	return d/2 + rand.N(d/2+1)
+}
+
+func sleepCtx(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-ctx.Done():
+		return false
+	}
+}

@@ -1,0 +1,84 @@
+package binder
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"strconv"
+
+	"github.com/lieur/lieur/fsm"
+)
+
+// Lookup returns one instance of typ, chosen round-robin by this node's
+// cursor for the type, from local memory. It never touches Raft.
+func (n *Node) Lookup(typ string) (fsm.Instance, error) {
+	list, _ := n.fsm.InstancesOf(typ)
+	if len(list) == 0 {
+		return fsm.Instance{}, fmt.Errorf("%w %q", ErrUnknownService, typ)
+	}
+	i := n.cursor(typ).Add(1) - 1
+	return *list[i%uint64(len(list))], nil
+}
+
+// LookupWait is Lookup, except that when the type has no instance it waits
+// until one appears or ctx ends.
+func (n *Node) LookupWait(ctx context.Context, typ string) (fsm.Instance, error) {
+	for {
+		changed := n.changes.watch(typ)
+		inst, err := n.Lookup(typ)
+		if err == nil {
+			return inst, nil
+		}
+		select {
+		case <-changed:
+		case <-ctx.Done():
+			return fsm.Instance{}, err
+		case <-n.ctx.Done():
+			return fsm.Instance{}, err
+		}
+	}
+}
+
+// Services returns every instance sorted by type then id, and the index of
+// the last change to the table.
+func (n *Node) Services() ([]fsm.Instance, uint64) { return n.fsm.All() }
+
+// ServicesOf returns the type's instances sorted by id and the index of the
+// last change to the type (kept after the type empties, so blocking
+// queries on a vanished type still make progress).
+func (n *Node) ServicesOf(typ string) ([]fsm.Instance, uint64) {
+	list, idx := n.fsm.InstancesOf(typ)
+	out := make([]fsm.Instance, len(list))
+	for i, p := range list {
+		out[i] = *p
+	}
+	return out, idx
+}
+
+// WaitIndex blocks until the index of typ ("" for the whole table) passes
+// after, or ctx ends. It reports whether the index passed.
+func (n *Node) WaitIndex(ctx context.Context, typ string, after uint64) bool {
+	for {
+		changed := n.changes.watch(typ)
+		var idx uint64
+		if typ == "" {
+			idx = n.fsm.LastChange()
+		} else {
+			_, idx = n.fsm.InstancesOf(typ)
+		}
+		if idx > after {
+			return true
+		}
+		select {
+		case <-changed:
+		case <-ctx.Done():
+			return false
+		case <-n.ctx.Done():
+			return false
+		}
+	}
+}
+
+func joinHostPort(host string, port int) string {
+	return net.JoinHostPort(host, strconv.Itoa(port))
+}

@@ -1,0 +1,121 @@
+package binder
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"time"
+
+	"github.com/lieur/lieur/fsm"
+)
+
+// Verdict is the outcome of a down-report.
+type Verdict string
+
+// Verdicts of a down-report.
+const (
+	// VerdictRemoved: the instance did not answer and was removed from
+	// every binder (or was already gone).
+	VerdictRemoved Verdict = "removed"
+	// VerdictAlive: the instance answered; it stays.
+	VerdictAlive Verdict = "alive"
+	// VerdictUnknown: the probe failed but the removal could not be
+	// committed (no leader), or the id was registered again meanwhile.
+	VerdictUnknown Verdict = "unknown"
+)
+
+type verification struct {
+	done    chan struct{}
+	verdict Verdict
+}
+
+// Report handles a client's report that it could not reach instance id.
+// The node probes the registered address:port; an instance that does not
+// answer is removed through the log, naming the registration it probed.
+// Reports of an id already being verified wait for that verification
+// instead of starting another probe. The probe runs apart from lookups and
+// other requests, which it never holds up.
+func (n *Node) Report(ctx context.Context, id string) (Verdict, error) {
+	if err := ValidateID(id); err != nil {
+		return "", err
+	}
+	inst, ok := n.fsm.Get(id)
+	if !ok {
+		if n.removedRecently(id) {
+			return VerdictRemoved, nil
+		}
+		return "", fmt.Errorf("report %s: %w", id, ErrUnknownID)
+	}
+	n.verifyMu.Lock()
+	v, running := n.verifying[id]
+	if !running {
+		v = &verification{done: make(chan struct{})}
+		n.verifying[id] = v
+		n.wg.Add(1)
+		go n.verify(inst, v)
+	}
+	n.verifyMu.Unlock()
+	select {
+	case <-v.done:
+		return v.verdict, nil
+	case <-ctx.Done():
+		return "", fmt.Errorf("report %s: %w", id, ctx.Err())
+	}
+}
+
+// verify runs on its own context, not a caller's: callers that joined it
+// must get an answer even if the first reporter went away.
+func (n *Node) verify(inst fsm.Instance, v *verification) {
+	defer n.wg.Done()
+	defer func() {
+		n.verifyMu.Lock()
+		delete(n.verifying, inst.ID)
+		n.verifyMu.Unlock()
+		close(v.done)
+	}()
+	budget := time.Duration(n.cfg.ProbeAttempts)*(n.cfg.ProbeTimeout+probePause) + n.cfg.WriteHold
+	ctx, cancel := context.WithTimeout(n.ctx, budget)
+	defer cancel()
+
+	addr := joinHostPort(inst.Address, inst.Port)
+	perr := probe(ctx, addr, n.cfg.ProbeTimeout, n.cfg.ProbeAttempts)
+	if perr == nil {
+		n.log.Info("report verified: instance alive", "id", inst.ID, "addr", addr)
+		v.verdict = VerdictAlive
+		return
+	}
+	_, err := n.apply(ctx, fsm.RemoveCmd{ID: inst.ID, RegIndex: inst.Index, Reason: fsm.ReasonReportedDown})
+	switch {
+	case err == nil, errors.Is(err, ErrUnknownID):
+		n.log.Info("report verified: instance down", "id", inst.ID, "addr", addr, "probe_error", perr)
+		v.verdict = VerdictRemoved
+	default:
+		n.log.Warn("report: instance down but not removed", "id", inst.ID, "addr", addr, "error", err)
+		v.verdict = VerdictUnknown
+	}
+}
+
+const probePause = 100 * time.Millisecond
+
+// probe reports whether something accepts TCP connections at addr, making
+// up to attempts connection attempts of at most timeout each.
+func probe(ctx context.Context, addr string, timeout time.Duration, attempts int) error {
+	var last error
+	for i := 0; i < attempts; i++ {
+		if i > 0 && !sleepCtx(ctx, probePause) {
+			break
+		}
+		d := net.Dialer{Timeout: timeout}
+		c, err := d.DialContext(ctx, "tcp", addr)
+		if err == nil {
+			c.Close()
+			return nil
+		}
+		last = err
+	}
+	if last == nil {
+		last = ctx.Err()
+	}
+	return fmt.Errorf("probe %s: %w", addr, last)
+}

@@ -1,0 +1,151 @@
+package binder
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/hashicorp/raft"
+
+	"github.com/lieur/lieur/fsm"
+)
+
+// raftApplyTimeout bounds how long a leader waits to enqueue a command.
+const raftApplyTimeout = 5 * time.Second
+
+func raftTransport(cfg Config) *raft.NetworkTransport {
+	logger := cfg.Logger.Named("raft-net")
+	// A pool of connections per peer lets pipelined appends and heartbeats
+	// proceed side by side.
+	return raft.NewNetworkTransportWithConfig(&raft.NetworkTransportConfig{
+		Stream:  cfg.Stream,
+		MaxPool: 3,
+		Timeout: 10 * time.Second,
+		Logger:  logger,
+	})
+}
+
+// Register validates r, fills in its default id and commits it. It returns
+// the id and the index that committed it.
+func (n *Node) Register(ctx context.Context, r Registration) (string, uint64, error) {
+	if err := r.Normalize(); err != nil {
+		return "", 0, err
+	}
+	idx, err := n.apply(ctx, fsm.RegisterCmd{ID: r.ID, Type: r.Type, Address: r.Address, Port: r.Port, Meta: r.Meta})
+	if err != nil {
+		return "", 0, fmt.Errorf("register %s: %w", r.ID, err)
+	}
+	return r.ID, idx, nil
+}
+
+// Deregister removes an instance at its owner's request.
+func (n *Node) Deregister(ctx context.Context, id string) (uint64, error) {
+	if err := ValidateID(id); err != nil {
+		return 0, err
+	}
+	idx, err := n.apply(ctx, fsm.DeregisterCmd{ID: id})
+	if err != nil {
+		return 0, fmt.Errorf("deregister %s: %w", id, err)
+	}
+	return idx, nil
+}
+
+// ApplyLocal applies an encoded command on this node, which must be the
+// leader; it is the receiving end of Peer.Apply. It never forwards, so a
+// forwarded write cannot bounce between nodes.
+func (n *Node) ApplyLocal(ctx context.Context, data []byte) (uint64, error) {
+	if _, err := fsm.Decode(data); err != nil {
+		return 0, fmt.Errorf("%w: %v", ErrInvalid, err)
+	}
+	return n.applyLeader(data)
+}
+
+// apply commits cmd through the leader: directly when this node leads,
+// forwarded otherwise. While there is no leader, or the leader is not
+// reachable yet, it retries with jitter up to the hold timeout. It never
+// retries a command whose outcome is unknown.
+func (n *Node) apply(ctx context.Context, cmd fsm.Command) (uint64, error) {
+	data, err := fsm.Encode(cmd)
+	if err != nil {
+		return 0, err
+	}
+	ctx, cancel := context.WithTimeout(ctx, n.cfg.WriteHold)
+	defer cancel()
+	var last error
+	for attempt := 1; ; attempt++ {
+		if n.ctx.Err() != nil {
+			return 0, ErrShutdown
+		}
+		var idx uint64
+		if n.raft.State() == raft.Leader {
+			idx, err = n.applyLeader(data)
+		} else {
+			idx, err = n.forward(ctx, data)
+			if err == nil || errors.Is(err, ErrUnknownID) || errors.Is(err, ErrSuperseded) {
+				n.awaitApplied(ctx, idx)
+			}
+		}
+		if err == nil || !(errors.Is(err, ErrNotLeader) || errors.Is(err, ErrNoLeader)) {
+			return idx, err
+		}
+		last = err
+		if !sleepCtx(ctx, backoff(attempt)) {
+			if errors.Is(ctx.Err(), context.DeadlineExceeded) {
+				return 0, fmt.Errorf("%w after %s: %v", ErrNoLeader, n.cfg.WriteHold, last)
+			}
+			return 0, fmt.Errorf("%w: %v", ctx.Err(), last)
+		}
+	}
+}
+
+// awaitApplied waits, briefly, until this node has applied index, so that a
+// caller whose write was forwarded reads it back from this node at once.
+func (n *Node) awaitApplied(ctx context.Context, index uint64) {
+	deadline := time.Now().Add(time.Second)
+	for n.raft.AppliedIndex() < index && time.Now().Before(deadline) {
+		if !sleepCtx(ctx, 2*time.Millisecond) {
+			return
+		}
+	}
+}
+
+func (n *Node) forward(ctx context.Context, data []byte) (uint64, error) {
+	addr, err := n.leaderHTTPAddr()
+	if err != nil {
+		return 0, err
+	}
+	return n.cfg.Peer.Apply(ctx, addr, data)
+}
+
+func (n *Node) applyLeader(data []byte) (uint64, error) {
+	f := n.raft.Apply(data, raftApplyTimeout)
+	if err := f.Error(); err != nil {
+		switch {
+		case errors.Is(err, raft.ErrNotLeader), errors.Is(err, raft.ErrEnqueueTimeout):
+			return 0, fmt.Errorf("%w: %v", ErrNotLeader, err)
+		case errors.Is(err, raft.ErrRaftShutdown):
+			return 0, ErrShutdown
+		default:
+			// Leadership lost after the entry was appended: it may still
+			// commit under the next leader.
+			return 0, fmt.Errorf("%w: %v", ErrOutcomeUnknown, err)
+		}
+	}
+	res, ok := f.Response().(*fsm.Result)
+	if !ok {
+		return 0, fmt.Errorf("unexpected fsm response %T", f.Response())
+	}
+	if res.Err != nil {
+		switch {
+		case errors.Is(res.Err, fsm.ErrUnknownInstance):
+			return res.Index, fmt.Errorf("%w: %v", ErrUnknownID, res.Err)
+		case errors.Is(res.Err, fsm.ErrSuperseded):
+			return res.Index, fmt.Errorf("%w: %v", ErrSuperseded, res.Err)
+		case errors.Is(res.Err, fsm.ErrBadCommand):
+			return res.Index, fmt.Errorf("%w: %v", ErrInvalid, res.Err)
+		}
+		return res.Index, res.Err
+	}
+	return res.Index, nil
+}

@@ -1,0 +1,213 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+	"github.com/spf13/cobra"
+
+	"github.com/lieur/lieur/binder"
+	"github.com/lieur/lieur/transport/httpapi"
+	"github.com/lieur/lieur/transport/raftnet"
+)
+
+// AgentConfig is everything `lieur agent` takes. Validate applies defaults.
+type AgentConfig struct {
+	ID       string
+	RaftAddr string // host:port to bind and advertise for Raft
+	HTTPAddr string // host:port to serve the API on and advertise
+	DataDir  string
+	// Peers is "id=raftaddr,..." (every initial voter); Join a node's URL.
+	Peers    string
+	Join     string
+	LogLevel string
+	// Node holds the Raft and verification tuning; ID, DataDir, Peers,
+	// Join, Stream, Peer and Logger are filled in from the fields above.
+	Node binder.Config
+}
+
+// Validate checks the configuration and fills in the node's.
+func (c *AgentConfig) Validate() error {
+	if c.ID == "" || c.RaftAddr == "" || c.HTTPAddr == "" || c.DataDir == "" {
+		return errors.New("--id, --raft-addr, --http-addr and --data-dir are required")
+	}
+	if (c.Peers == "") == (c.Join == "") {
+		return errors.New("exactly one of --peers and --join is required")
+	}
+	if c.Peers != "" {
+		peers, err := parsePeers(c.Peers)
+		if err != nil {
+			return err
+		}
+		c.Node.Peers = peers
+	}
+	if c.LogLevel == "" {
+		c.LogLevel = "info"
+	}
+	if hclog.LevelFromString(c.LogLevel) == hclog.NoLevel {
+		return fmt.Errorf("--log-level %q: want trace, debug, info, warn or error", c.LogLevel)
+	}
+	c.Node.ID, c.Node.DataDir, c.Node.Join, c.Node.HTTPAddr = c.ID, c.DataDir, c.Join, c.HTTPAddr
+	return nil
+}
+
+func parsePeers(s string) ([]binder.PeerAddr, error) {
+	var out []binder.PeerAddr
+	for _, part := range strings.Split(s, ",") {
+		id, addr, ok := strings.Cut(strings.TrimSpace(part), "=")
+		if !ok || id == "" || addr == "" {
+			return nil, fmt.Errorf("--peers: %q is not id=host:port", part)
+		}
+		if _, _, err := net.SplitHostPort(addr); err != nil {
+			return nil, fmt.Errorf("--peers: %q: %v", part, err)
+		}
+		out = append(out, binder.PeerAddr{ID: id, RaftAddr: addr})
+	}
+	return out, nil
+}
+
+// Agent is one running binder process: a binder node and its HTTP API.
+type Agent struct {
+	cfg   AgentConfig
+	log   hclog.Logger
+	node  *binder.Node
+	peer  *httpapi.PeerClient
+	http  *http.Server
+	ln    net.Listener
+	close sync.Once
+}
+
+// NewAgent binds the agent's ports and starts its Raft member.
+func NewAgent(cfg AgentConfig, logger hclog.Logger) (*Agent, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	ln, err := net.Listen("tcp", cfg.HTTPAddr)
+	if err != nil {
+		return nil, fmt.Errorf("http listen: %w", err)
+	}
+	stream, err := raftnet.Listen(cfg.RaftAddr, "")
+	if err != nil {
+		ln.Close()
+		return nil, err
+	}
+	peer := httpapi.NewPeerClient()
+	cfg.Node.Stream, cfg.Node.Peer, cfg.Node.Logger = stream, peer, logger
+	node, err := binder.New(cfg.Node)
+	if err != nil {
+		ln.Close()
+		stream.Close()
+		return nil, err
+	}
+	a := &Agent{cfg: cfg, log: logger, node: node, peer: peer, ln: ln}
+	a.http = &http.Server{
+		Handler:           httpapi.NewServer(node, logger.Named("http")),
+		ReadHeaderTimeout: 5 * time.Second,
+		ReadTimeout:       30 * time.Second,
+		IdleTimeout:       2 * time.Minute,
+		ErrorLog:          logger.Named("http").StandardLogger(&hclog.StandardLoggerOptions{InferLevels: true}),
+	}
+	return a, nil
+}
+
+// Node is the agent's binder node.
+func (a *Agent) Node() *binder.Node { return a.node }
+
+// Run serves until ctx ends, then stops gracefully.
+func (a *Agent) Run(ctx context.Context) error {
+	errc := make(chan error, 1)
+	go func() {
+		if err := a.http.Serve(a.ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			errc <- fmt.Errorf("http serve: %w", err)
+		}
+	}()
+	a.log.Info("lieur agent ready", "id", a.cfg.ID, "http_addr", a.cfg.HTTPAddr, "raft_addr", a.cfg.RaftAddr)
+	runErr := make(chan error, 1)
+	go func() { runErr <- a.node.Run(ctx) }()
+	var err error
+	select {
+	case <-ctx.Done():
+	case err = <-errc:
+	case err = <-runErr:
+	}
+	if cerr := a.Close(); err == nil {
+		err = cerr
+	}
+	return err
+}
+
+// Close stops the node (handing over leadership first when it leads), then
+// the HTTP server.
+func (a *Agent) Close() error {
+	var err error
+	a.close.Do(func() {
+		a.log.Info("stopping")
+		err = a.node.Close()
+		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+		defer cancel()
+		if serr := a.http.Shutdown(ctx); serr != nil {
+			a.http.Close()
+		}
+		a.peer.Close()
+		a.log.Info("stopped")
+	})
+	return err
+}
+
+func newAgentCmd() *cobra.Command {
+	var cfg AgentConfig
+	cmd := &cobra.Command{
+		Use:   "agent",
+		Short: "Run a binder node",
+		Long: `Run one binder: a Raft member holding the service table, serving the HTTP API.
+
+A node whose data dir holds no Raft state bootstraps the voters named by --peers
+(or, with --join, asks an existing cluster to add it); a node with state resumes
+from it and never bootstraps again.`,
+		Example: `  lieur agent --id n1 --raft-addr 127.0.0.1:7001 --http-addr 127.0.0.1:8001 --data-dir /var/lib/lieur/n1 \
+    --peers n1=127.0.0.1:7001,n2=127.0.0.1:7002,n3=127.0.0.1:7003`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if err := cfg.Validate(); err != nil {
+				return err
+			}
+			logger := hclog.New(&hclog.LoggerOptions{
+				Name:   cfg.ID,
+				Level:  hclog.LevelFromString(cfg.LogLevel),
+				Output: os.Stderr,
+			})
+			a, err := NewAgent(cfg, logger)
+			if err != nil {
+				return err
+			}
+			return a.Run(cmd.Context())
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&cfg.ID, "id", "", "node id, stable across restarts (required)")
+	f.StringVar(&cfg.RaftAddr, "raft-addr", "", "host:port for Raft traffic, bound and advertised (required)")
+	f.StringVar(&cfg.HTTPAddr, "http-addr", "", "host:port for the HTTP API, bound and advertised (required)")
+	f.StringVar(&cfg.DataDir, "data-dir", "", "directory for the Raft log and snapshots (required)")
+	f.StringVar(&cfg.Peers, "peers", "", "initial voters as id=host:port,... including this node")
+	f.StringVar(&cfg.Join, "join", "", "URL of a node of an existing cluster to join (instead of --peers)")
+	f.StringVar(&cfg.LogLevel, "log-level", "info", "trace, debug, info, warn or error")
+	f.DurationVar(&cfg.Node.HeartbeatTimeout, "heartbeat-timeout", 500*time.Millisecond, "Raft heartbeat timeout")
+	f.DurationVar(&cfg.Node.ElectionTimeout, "election-timeout", 500*time.Millisecond, "Raft election timeout")
+	f.DurationVar(&cfg.Node.LeaderLeaseTimeout, "leader-lease-timeout", 250*time.Millisecond, "Raft leader lease timeout")
+	f.DurationVar(&cfg.Node.CommitTimeout, "commit-timeout", 10*time.Millisecond, "Raft commit timeout")
+	f.Uint64Var(&cfg.Node.SnapshotThreshold, "snapshot-threshold", 8192, "log entries between snapshots")
+	f.DurationVar(&cfg.Node.SnapshotInterval, "snapshot-interval", 30*time.Second, "how often to check whether to snapshot")
+	f.Uint64Var(&cfg.Node.TrailingLogs, "trailing-logs", 10240, "log entries kept after a snapshot")
+	f.DurationVar(&cfg.Node.WriteHold, "write-hold", 5*time.Second, "how long a write waits for a leader before failing with 503")
+	f.DurationVar(&cfg.Node.ProbeTimeout, "probe-timeout", time.Second, "timeout of one TCP probe when verifying a down-report")
+	f.IntVar(&cfg.Node.ProbeAttempts, "probe-attempts", 2, "TCP probes per verification")
+	return cmd
+}

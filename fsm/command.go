@@ -1,0 +1,130 @@
+package fsm
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+)
+
+// Command type tags. A tag names a command and its format version; a new
+// format gets a new tag so old logs still replay exactly as they did.
+const (
+	TagRegister   = "register/v1"
+	TagDeregister = "deregister/v1"
+	TagRemove     = "remove/v1"
+	TagNodeMeta   = "node-meta/v1"
+	TagNodeForget = "node-forget/v1"
+)
+
+// Reasons recorded when an instance leaves the table.
+const (
+	ReasonDeregistered = "deregistered"
+	ReasonReportedDown = "reported-down"
+)
+
+var (
+	// ErrUnknownInstance is returned when a command names an id that is not
+	// in the table.
+	ErrUnknownInstance = errors.New("unknown service id")
+	// ErrSuperseded is returned by a removal whose verified registration has
+	// since been replaced by a newer registration of the same id.
+	ErrSuperseded = errors.New("registration superseded")
+	// ErrBadCommand is returned for a log entry that cannot be decoded or
+	// names an unknown command type.
+	ErrBadCommand = errors.New("bad command")
+)
+
+// Command is one change to the table. Implementations are the *Cmd types in
+// this package.
+type Command interface {
+	Tag() string
+}
+
+// RegisterCmd adds an instance, or replaces the instance with the same id.
+type RegisterCmd struct {
+	ID      string            `json:"id"`
+	Type    string            `json:"type"`
+	Address string            `json:"address"`
+	Port    int               `json:"port"`
+	Meta    map[string]string `json:"meta,omitempty"`
+}
+
+// DeregisterCmd removes an instance at its owner's request.
+type DeregisterCmd struct {
+	ID string `json:"id"`
+	// RequestID lets a retried deregistration be recognised; it is recorded
+	// but does not change the outcome (removing twice fails the second time).
+	RequestID string `json:"request_id,omitempty"`
+}
+
+// RemoveCmd removes an instance that a binder verified as unreachable.
+// RegIndex names the registration that was probed: if the id has been
+// registered again since (a different index), the removal is refused, so a
+// slow probe never deletes a newer registration.
+type RemoveCmd struct {
+	ID       string `json:"id"`
+	RegIndex uint64 `json:"reg_index"`
+	Reason   string `json:"reason"`
+}
+
+// NodeMetaCmd records a binder's HTTP address so that every node can reach
+// every other (for forwarding writes to the leader).
+type NodeMetaCmd struct {
+	NodeID   string `json:"node_id"`
+	HTTPAddr string `json:"http_addr"`
+}
+
+// NodeForgetCmd drops a binder's metadata when it leaves the cluster.
+type NodeForgetCmd struct {
+	NodeID string `json:"node_id"`
+}
+
+func (RegisterCmd) Tag() string   { return TagRegister }
+func (DeregisterCmd) Tag() string { return TagDeregister }
+func (RemoveCmd) Tag() string     { return TagRemove }
+func (NodeMetaCmd) Tag() string   { return TagNodeMeta }
+func (NodeForgetCmd) Tag() string { return TagNodeForget }
+
+type envelope struct {
+	Type string          `json:"type"`
+	Body json.RawMessage `json:"body"`
+}
+
+// Encode serialises a command for the Raft log.
+func Encode(c Command) ([]byte, error) {
+	body, err := json.Marshal(c)
+	if err != nil {
+		return nil, fmt.Errorf("encode %s: %w", c.Tag(), err)
+	}
+	return json.Marshal(envelope{Type: c.Tag(), Body: body})
+}
+
+// Decode parses a log entry produced by Encode.
+func Decode(data []byte) (Command, error) {
+	var env envelope
+	if err := json.Unmarshal(data, &env); err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrBadCommand, err)
+	}
+	switch env.Type {
+	case TagRegister:
+		return decodeBody[RegisterCmd](env)
+	case TagDeregister:
+		return decodeBody[DeregisterCmd](env)
+	case TagRemove:
+		return decodeBody[RemoveCmd](env)
+	case TagNodeMeta:
+		return decodeBody[NodeMetaCmd](env)
+	case TagNodeForget:
+		return decodeBody[NodeForgetCmd](env)
+	default:
+		return nil, fmt.Errorf("%w: unknown type %q", ErrBadCommand, env.Type)
+	}
+}
+
+func decodeBody[T Command](env envelope) (Command, error) {
+	var c T
+	if err := json.Unmarshal(env.Body, &c); err != nil {
+		return nil, fmt.Errorf("%w: %s: %v", ErrBadCommand, env.Type, err)
+	}
+	return c, nil
+}

@@ -1,0 +1,423 @@
+package fsm
+
+import (
+	"crypto/sha256"
+	"encoding/binary"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"sort"
+	"sync"
+
+	"github.com/hashicorp/raft"
+)
+
+var _ raft.FSM = (*FSM)(nil)
+
+// Instance is one registered application server as the table holds it.
+// Instances handed out by the FSM are shared and must not be modified.
+type Instance struct {
+	ID      string            `json:"id"`
+	Type    string            `json:"type"`
+	Address string            `json:"address"`
+	Port    int               `json:"port"`
+	Meta    map[string]string `json:"meta,omitempty"`
+	// Index is the Raft index of the registration that created this
+	// version of the instance. A removal names it to prove what it verified.
+	Index uint64 `json:"index"`
+}
+
+// ChangeKind says what happened to an instance.
+type ChangeKind int
+
+const (
+	// Added: a new id entered the table, or an existing id was registered
+	// again (Replaced is then set).
+	Added ChangeKind = iota + 1
+	// Removed: the id left the table; Reason says why.
+	Removed
+)
+
+// Change describes one applied change. Observers receive it synchronously
+// from Apply or Restore, in log order.
+type Change struct {
+	Kind     ChangeKind
+	Instance Instance
+	Replaced *Instance
+	Reason   string
+	// Index is the Raft index at which the change took effect.
+	Index uint64
+}
+
+// Result is what Apply returns through raft.ApplyFuture.Response().
+type Result struct {
+	Index uint64
+	Err   error
+}
+
+// FSM is the replicated service table. Apply is called by raft from one
+// goroutine; every read method is safe to call concurrently with it.
+type FSM struct {
+	observe func(Change)
+
+	mu         sync.RWMutex
+	byID       map[string]*Instance
+	byType     map[string][]*Instance // each slice sorted by id, never mutated after publication
+	typeIndex  map[string]uint64      // last index that changed each type; kept after a type empties
+	lastChange uint64
+	nodes      map[string]string // node id -> HTTP address
+}
+
+// New returns an empty table. observe, if not nil, is called for every
+// change to the set of services, on the applying goroutine; it must be fast
+// and must not call back into Apply.
+func New(observe func(Change)) *FSM {
+	if observe == nil {
+		observe = func(Change) {}
+	}
+	return &FSM{
+		observe:   observe,
+		byID:      map[string]*Instance{},
+		byType:    map[string][]*Instance{},
+		typeIndex: map[string]uint64{},
+		nodes:     map[string]string{},
+	}
+}
+
+// Apply applies one committed log entry. It returns a *Result.
+func (f *FSM) Apply(l *raft.Log) interface{} {
+	cmd, err := Decode(l.Data)
+	if err != nil {
+		return &Result{Index: l.Index, Err: err}
+	}
+	return f.ApplyCommand(l.Index, cmd)
+}
+
+// ApplyCommand applies a decoded command at the given index. Apply uses it;
+// it is exported for tests and benchmarks that skip the log.
+func (f *FSM) ApplyCommand(index uint64, cmd Command) *Result {
+	var changes []Change
+	res := &Result{Index: index}
+
+	f.mu.Lock()
+	switch c := cmd.(type) {
+	case RegisterCmd:
+		inst := &Instance{ID: c.ID, Type: c.Type, Address: c.Address, Port: c.Port, Meta: c.Meta, Index: index}
+		old := f.byID[c.ID]
+		if old != nil {
+			f.unlinkLocked(old, index)
+		}
+		f.linkLocked(inst, index)
+		ch := Change{Kind: Added, Instance: *inst, Index: index}
+		if old != nil {
+			o := *old
+			ch.Replaced = &o
+		}
+		changes = append(changes, ch)
+	case DeregisterCmd:
+		old := f.byID[c.ID]
+		if old == nil {
+			res.Err = fmt.Errorf("deregister %q: %w", c.ID, ErrUnknownInstance)
+			break
+		}
+		f.unlinkLocked(old, index)
+		changes = append(changes, Change{Kind: Removed, Instance: *old, Reason: ReasonDeregistered, Index: index})
+	case RemoveCmd:
+		old := f.byID[c.ID]
+		switch {
+		case old == nil:
+			res.Err = fmt.Errorf("remove %q: %w", c.ID, ErrUnknownInstance)
+		case old.Index != c.RegIndex:
+			res.Err = fmt.Errorf("remove %q verified at index %d, now at %d: %w", c.ID, c.RegIndex, old.Index, ErrSuperseded)
+		default:
+			f.unlinkLocked(old, index)
+			reason := c.Reason
+			if reason == "" {
+				reason = ReasonReportedDown
+			}
+			changes = append(changes, Change{Kind: Removed, Instance: *old, Reason: reason, Index: index})
+		}
+	case NodeMetaCmd:
+		f.nodes[c.NodeID] = c.HTTPAddr
+	case NodeForgetCmd:
+		delete(f.nodes, c.NodeID)
+	default:
+		res.Err = fmt.Errorf("%w: unhandled %T", ErrBadCommand, cmd)
+	}
+	f.mu.Unlock()
+
+	for _, ch := range changes {
+		f.observe(ch)
+	}
+	return res
+}
+
+// linkLocked inserts inst, publishing a new sorted slice for its type.
+func (f *FSM) linkLocked(inst *Instance, index uint64) {
+	f.byID[inst.ID] = inst
+	old := f.byType[inst.Type]
+	next := make([]*Instance, 0, len(old)+1)
+	pos := sort.Search(len(old), func(i int) bool { return old[i].ID >= inst.ID })
+	next = append(next, old[:pos]...)
+	next = append(next, inst)
+	next = append(next, old[pos:]...)
+	f.byType[inst.Type] = next
+	f.touchLocked(inst.Type, index)
+}
+
+func (f *FSM) unlinkLocked(inst *Instance, index uint64) {
+	delete(f.byID, inst.ID)
+	old := f.byType[inst.Type]
+	next := make([]*Instance, 0, len(old))
+	for _, o := range old {
+		if o.ID != inst.ID {
+			next = append(next, o)
+		}
+	}
+	if len(next) == 0 {
+		delete(f.byType, inst.Type)
+	} else {
+		f.byType[inst.Type] = next
+	}
+	f.touchLocked(inst.Type, index)
+}
+
+func (f *FSM) touchLocked(typ string, index uint64) {
+	f.typeIndex[typ] = index
+	f.lastChange = index
+}
+
+// Get returns the instance with the given id.
+func (f *FSM) Get(id string) (Instance, bool) {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	inst, ok := f.byID[id]
+	if !ok {
+		return Instance{}, false
+	}
+	return *inst, true
+}
+
+// InstancesOf returns the type's instances sorted by id, and the index of
+// the last change to that type. The slice is shared: do not modify it.
+func (f *FSM) InstancesOf(typ string) ([]*Instance, uint64) {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	return f.byType[typ], f.typeIndex[typ]
+}
+
+// All returns every instance sorted by type then id, and the index of the
+// last change to the table.
+func (f *FSM) All() ([]Instance, uint64) {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	types := make([]string, 0, len(f.byType))
+	for t := range f.byType {
+		types = append(types, t)
+	}
+	sort.Strings(types)
+	out := make([]Instance, 0, len(f.byID))
+	for _, t := range types {
+		for _, inst := range f.byType[t] {
+			out = append(out, *inst)
+		}
+	}
+	return out, f.lastChange
+}
+
+// Len returns the number of instances.
+func (f *FSM) Len() int {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	return len(f.byID)
+}
+
+// LastChange returns the index of the last change to the set of services.
+func (f *FSM) LastChange() uint64 {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	return f.lastChange
+}
+
+// NodeHTTPAddr returns the HTTP address a binder announced.
+func (f *FSM) NodeHTTPAddr(nodeID string) (string, bool) {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	a, ok := f.nodes[nodeID]
+	return a, ok
+}
+
+// TableHash is a hex SHA-256 of the service table (every instance with its
+// registration index, in id order). Two nodes that applied the same log
+// have the same hash.
+func (f *FSM) TableHash() string {
+	f.mu.RLock()
+	ids := make([]string, 0, len(f.byID))
+	for id := range f.byID {
+		ids = append(ids, id)
+	}
+	sort.Strings(ids)
+	h := sha256.New()
+	var num [8]byte
+	writeStr := func(s string) {
+		binary.BigEndian.PutUint64(num[:], uint64(len(s)))
+		h.Write(num[:])
+		h.Write([]byte(s))
+	}
+	for _, id := range ids {
+		inst := f.byID[id]
+		writeStr(inst.ID)
+		writeStr(inst.Type)
+		writeStr(inst.Address)
+		binary.BigEndian.PutUint64(num[:], uint64(inst.Port))
+		h.Write(num[:])
+		binary.BigEndian.PutUint64(num[:], inst.Index)
+		h.Write(num[:])
+		keys := make([]string, 0, len(inst.Meta))
+		for k := range inst.Meta {
+			keys = append(keys, k)
+		}
+		sort.Strings(keys)
+		binary.BigEndian.PutUint64(num[:], uint64(len(keys)))
+		h.Write(num[:])
+		for _, k := range keys {
+			writeStr(k)
+			writeStr(inst.Meta[k])
+		}
+	}
+	f.mu.RUnlock()
+	return hex.EncodeToString(h.Sum(nil))
+}
+
+// SnapshotVersion is the format version written by Snapshot.
+const SnapshotVersion = 1
+
+// ErrSnapshotVersion is returned by Restore for a snapshot written in a
+// format this build does not know.
+var ErrSnapshotVersion = errors.New("unsupported snapshot version")
+
+type snapshotData struct {
+	Version    int               `json:"version"`
+	LastChange uint64            `json:"last_change"`
+	TypeIndex  map[string]uint64 `json:"type_index"`
+	Nodes      map[string]string `json:"nodes"`
+	Services   []Instance        `json:"services"`
+}
+
+// Snapshot captures the table. It is cheap: instances are immutable, so it
+// copies pointers; encoding happens in Persist, concurrently with Apply.
+func (f *FSM) Snapshot() (raft.FSMSnapshot, error) {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	s := &snapshot{
+		lastChange: f.lastChange,
+		typeIndex:  make(map[string]uint64, len(f.typeIndex)),
+		nodes:      make(map[string]string, len(f.nodes)),
+		services:   make([]*Instance, 0, len(f.byID)),
+	}
+	for k, v := range f.typeIndex {
+		s.typeIndex[k] = v
+	}
+	for k, v := range f.nodes {
+		s.nodes[k] = v
+	}
+	for _, inst := range f.byID {
+		s.services = append(s.services, inst)
+	}
+	return s, nil
+}
+
+type snapshot struct {
+	lastChange uint64
+	typeIndex  map[string]uint64
+	nodes      map[string]string
+	services   []*Instance
+}
+
+func (s *snapshot) Persist(sink raft.SnapshotSink) error {
+	data := snapshotData{
+		Version:    SnapshotVersion,
+		LastChange: s.lastChange,
+		TypeIndex:  s.typeIndex,
+		Nodes:      s.nodes,
+		Services:   make([]Instance, len(s.services)),
+	}
+	for i, inst := range s.services {
+		data.Services[i] = *inst
+	}
+	sort.Slice(data.Services, func(i, j int) bool { return data.Services[i].ID < data.Services[j].ID })
+	if err := json.NewEncoder(sink).Encode(&data); err != nil {
+		_ = sink.Cancel()
+		return fmt.Errorf("persist snapshot: %w", err)
+	}
+	return sink.Close()
+}
+
+func (s *snapshot) Release() {}
+
+// Restore replaces the table with a snapshot. On any error the table is
+// left exactly as it was. Observers see the difference between the old and
+// the new table as Added/Removed changes, so a node that catches up through
+// a snapshot reports the services it learned.
+func (f *FSM) Restore(rc io.ReadCloser) error {
+	defer rc.Close()
+	var data snapshotData
+	dec := json.NewDecoder(rc)
+	if err := dec.Decode(&data); err != nil {
+		return fmt.Errorf("restore snapshot: %w", err)
+	}
+	if data.Version != SnapshotVersion {
+		return fmt.Errorf("restore snapshot: %w: %d", ErrSnapshotVersion, data.Version)
+	}
+	byID := make(map[string]*Instance, len(data.Services))
+	byType := map[string][]*Instance{}
+	for i := range data.Services {
+		inst := &data.Services[i]
+		if inst.ID == "" || inst.Type == "" {
+			return fmt.Errorf("restore snapshot: service %d has no id or type", i)
+		}
+		if _, dup := byID[inst.ID]; dup {
+			return fmt.Errorf("restore snapshot: duplicate id %q", inst.ID)
+		}
+		byID[inst.ID] = inst
+		byType[inst.Type] = append(byType[inst.Type], inst)
+	}
+	for _, list := range byType {
+		sort.Slice(list, func(i, j int) bool { return list[i].ID < list[j].ID })
+	}
+	if data.TypeIndex == nil {
+		data.TypeIndex = map[string]uint64{}
+	}
+	if data.Nodes == nil {
+		data.Nodes = map[string]string{}
+	}
+
+	f.mu.Lock()
+	oldByID := f.byID
+	f.byID, f.byType, f.typeIndex, f.lastChange, f.nodes = byID, byType, data.TypeIndex, data.LastChange, data.Nodes
+	f.mu.Unlock()
+
+	var changes []Change
+	for id, old := range oldByID {
+		if n, ok := byID[id]; !ok || n.Index != old.Index {
+			changes = append(changes, Change{Kind: Removed, Instance: *old, Reason: "snapshot-restore", Index: data.LastChange})
+		}
+	}
+	for id, n := range byID {
+		if old, ok := oldByID[id]; !ok || old.Index != n.Index {
+			changes = append(changes, Change{Kind: Added, Instance: *n, Index: n.Index})
+		}
+	}
+	sort.Slice(changes, func(i, j int) bool {
+		if changes[i].Kind != changes[j].Kind {
+			return changes[i].Kind > changes[j].Kind // removals first
+		}
+		return changes[i].Instance.ID < changes[j].Instance.ID
+	})
+	for _, ch := range changes {
+		f.observe(ch)
+	}
+	return nil
+}

@@ -1,0 +1,136 @@
+package httpapi
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/lieur/lieur/binder"
+	"github.com/lieur/lieur/transport/wire"
+)
+
+var _ binder.Peer = (*PeerClient)(nil)
+
+// PeerClient is the HTTP side of binder.Peer: how one node calls another.
+type PeerClient struct {
+	http *http.Client
+}
+
+// NewPeerClient returns a client with connection reuse and bounded dials.
+func NewPeerClient() *PeerClient {
+	tr := &http.Transport{
+		DialContext:         (&net.Dialer{Timeout: 2 * time.Second}).DialContext,
+		MaxIdleConnsPerHost: 64,
+		IdleConnTimeout:     90 * time.Second,
+	}
+	return &PeerClient{http: &http.Client{Transport: tr, Timeout: 30 * time.Second}}
+}
+
+// Close drops idle connections.
+func (p *PeerClient) Close() { p.http.CloseIdleConnections() }
+
+// Apply forwards an encoded command to the leader at httpAddr.
+func (p *PeerClient) Apply(ctx context.Context, httpAddr string, command []byte) (uint64, error) {
+	var resp wire.IndexResponse
+	err := p.do(ctx, http.MethodPost, baseURL(httpAddr)+"/v1/internal/apply", wire.ApplyRequest{Command: command}, &resp)
+	return resp.Index, err
+}
+
+// Join asks the cluster at target to add m.
+func (p *PeerClient) Join(ctx context.Context, target string, m binder.Member) error {
+	return p.do(ctx, http.MethodPost, baseURL(target)+"/v1/cluster/join",
+		wire.JoinRequest{ID: m.ID, RaftAddr: m.RaftAddr, HTTPAddr: m.HTTPAddr}, nil)
+}
+
+// RemoveMember asks the leader at httpAddr to remove a server.
+func (p *PeerClient) RemoveMember(ctx context.Context, httpAddr, id string) error {
+	return p.do(ctx, http.MethodDelete, baseURL(httpAddr)+"/v1/cluster/members/"+id, nil, nil)
+}
+
+// Status reads another node's view of itself.
+func (p *PeerClient) Status(ctx context.Context, httpAddr string) (binder.Status, error) {
+	var st wire.Status
+	if err := p.do(ctx, http.MethodGet, baseURL(httpAddr)+"/v1/status", nil, &st); err != nil {
+		return binder.Status{}, err
+	}
+	return binder.Status{ID: st.ID, State: st.State, Leader: st.Leader, Term: st.Term,
+		AppliedIndex: st.AppliedIndex, LastLogIndex: st.LastLogIndex, Services: st.Services, TableHash: st.TableHash}, nil
+}
+
+// do sends one request and maps the answer onto binder's sentinel errors.
+// A request that could not be sent at all (the dial failed) is reported as
+// ErrNoLeader, which callers may retry; one that failed after it may have
+// reached the leader is ErrOutcomeUnknown.
+func (p *PeerClient) do(ctx context.Context, method, url string, body, out any) error {
+	var rd io.Reader
+	if body != nil {
+		b, err := json.Marshal(body)
+		if err != nil {
+			return err
+		}
+		rd = bytes.NewReader(b)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, url, rd)
+	if err != nil {
+		return fmt.Errorf("%w: %v", binder.ErrInvalid, err)
+	}
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := p.http.Do(req)
+	if err != nil {
+		var op *net.OpError
+		if errors.As(err, &op) && op.Op == "dial" {
+			return fmt.Errorf("%w: %s unreachable: %v", binder.ErrNoLeader, url, err)
+		}
+		return fmt.Errorf("%w: %s %s: %v", binder.ErrOutcomeUnknown, method, url, err)
+	}
+	defer resp.Body.Close()
+	data, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+	if err != nil {
+		return fmt.Errorf("%w: reading answer of %s: %v", binder.ErrOutcomeUnknown, url, err)
+	}
+	if resp.StatusCode/100 == 2 {
+		if out == nil {
+			return nil
+		}
+		if err := json.Unmarshal(data, out); err != nil {
+			return fmt.Errorf("decode answer of %s: %w", url, err)
+		}
+		return nil
+	}
+	var e wire.Error
+	_ = json.Unmarshal(data, &e)
+	if e.Error == "" {
+		e.Error = strings.TrimSpace(string(data))
+	}
+	remote := fmt.Errorf("%s answered %d: %s", url, resp.StatusCode, e.Error)
+	switch {
+	case e.Code == wire.CodeNotLeader:
+		return fmt.Errorf("%w: %v", binder.ErrNotLeader, remote)
+	case e.Code == wire.CodeNoLeader:
+		return fmt.Errorf("%w: %v", binder.ErrNoLeader, remote)
+	case e.Code == wire.CodeSuperseded:
+		return fmt.Errorf("%w: %v", binder.ErrSuperseded, remote)
+	case resp.StatusCode == http.StatusNotFound:
+		return fmt.Errorf("%w: %v", binder.ErrUnknownID, remote)
+	case resp.StatusCode == http.StatusBadRequest:
+		return fmt.Errorf("%w: %v", binder.ErrInvalid, remote)
+	case resp.StatusCode >= 500:
+		return fmt.Errorf("%w: %v", binder.ErrOutcomeUnknown, remote)
+	}
+	return remote
+}
+
+func baseURL(target string) string {
+	target = strings.TrimRight(target, "/")
+	if strings.HasPrefix(target, "http://") || strings.HasPrefix(target, "https://") {
+		return target
+	}
+	return "http://" + target
+}

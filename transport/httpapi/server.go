@@ -1,0 +1,405 @@
+package httpapi
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+
+	"github.com/lieur/lieur/binder"
+	"github.com/lieur/lieur/fsm"
+	"github.com/lieur/lieur/transport/wire"
+)
+
+// Limits of the API.
+const (
+	// MaxBodyBytes caps every request body.
+	MaxBodyBytes = 64 << 10
+	// MaxWait caps ?wait= on lookups and blocking queries.
+	MaxWait = 5 * time.Minute
+	// DefaultBlockingWait is the wait of a blocking query that names an
+	// index but no wait.
+	DefaultBlockingWait = 5 * time.Minute
+)
+
+// Binder is what the API needs of a node. *binder.Node implements it.
+type Binder interface {
+	Register(ctx context.Context, r binder.Registration) (string, uint64, error)
+	Deregister(ctx context.Context, id string) (uint64, error)
+	Lookup(typ string) (fsm.Instance, error)
+	LookupWait(ctx context.Context, typ string) (fsm.Instance, error)
+	Services() ([]fsm.Instance, uint64)
+	ServicesOf(typ string) ([]fsm.Instance, uint64)
+	WaitIndex(ctx context.Context, typ string, after uint64) bool
+	Report(ctx context.Context, id string) (binder.Verdict, error)
+	Cluster(ctx context.Context) (string, []binder.Member)
+	Status() binder.Status
+	Join(ctx context.Context, m binder.Member) error
+	RemoveMember(ctx context.Context, id string) error
+	ApplyLocal(ctx context.Context, command []byte) (uint64, error)
+}
+
+var _ Binder = (*binder.Node)(nil)
+
+// Server routes API requests to a Binder.
+type Server struct {
+	b   Binder
+	log hclog.Logger
+	mux *http.ServeMux
+}
+
+// NewServer returns the API handler for b.
+func NewServer(b Binder, logger hclog.Logger) *Server {
+	if logger == nil {
+		logger = hclog.NewNullLogger()
+	}
+	s := &Server{b: b, log: logger, mux: http.NewServeMux()}
+	s.mux.HandleFunc("POST /v1/services", s.register)
+	s.mux.HandleFunc("DELETE /v1/services/{id}", s.deregister)
+	s.mux.HandleFunc("GET /v1/services", s.services)
+	s.mux.HandleFunc("GET /v1/services/{type}", s.servicesOf)
+	s.mux.HandleFunc("GET /v1/lookup/{type}", s.lookup)
+	s.mux.HandleFunc("POST /v1/reports", s.report)
+	s.mux.HandleFunc("GET /v1/cluster", s.cluster)
+	s.mux.HandleFunc("POST /v1/cluster/join", s.join)
+	s.mux.HandleFunc("DELETE /v1/cluster/members/{id}", s.removeMember)
+	s.mux.HandleFunc("GET /v1/status", s.status)
+	s.mux.HandleFunc("POST /v1/internal/apply", s.internalApply)
+	s.mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
+		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
+	})
+	return s
+}
+
+// ServeHTTP answers a request. Paths and methods the mux does not know get
+// the same JSON error body as everything else.
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	defer func() {
+		if p := recover(); p != nil {
+			if p == http.ErrAbortHandler {
+				panic(p)
+			}
+			s.log.Error("panic serving request", "method", r.Method, "path", r.URL.Path, "panic", p)
+			writeError(w, http.StatusInternalServerError, "", "internal error")
+		}
+	}()
+	if _, pattern := s.mux.Handler(r); pattern == "" {
+		s.notRouted(w, r)
+		return
+	}
+	s.mux.ServeHTTP(w, r)
+}
+
+// notRouted lets the mux decide between 404, 405 and a redirect to a clean
+// path, then replaces its plain-text body with a JSON one.
+func (s *Server) notRouted(w http.ResponseWriter, r *http.Request) {
+	rec := &statusRecorder{header: http.Header{}}
+	h, _ := s.mux.Handler(r)
+	h.ServeHTTP(rec, r)
+	for _, k := range []string{"Allow", "Location"} {
+		if v := rec.header.Get(k); v != "" {
+			w.Header().Set(k, v)
+		}
+	}
+	switch rec.status {
+	case http.StatusMethodNotAllowed:
+		writeError(w, rec.status, "", fmt.Sprintf("method %s not allowed on %s", r.Method, r.URL.Path))
+	case http.StatusMovedPermanently, http.StatusPermanentRedirect, http.StatusTemporaryRedirect, http.StatusFound:
+		writeError(w, rec.status, "", fmt.Sprintf("path %s is not canonical; see Location", r.URL.Path))
+	default:
+		writeError(w, http.StatusNotFound, "", fmt.Sprintf("no such endpoint: %s %s", r.Method, r.URL.Path))
+	}
+}
+
+type statusRecorder struct {
+	header http.Header
+	status int
+}
+
+func (r *statusRecorder) Header() http.Header         { return r.header }
+func (r *statusRecorder) Write(b []byte) (int, error) { return len(b), nil }
+func (r *statusRecorder) WriteHeader(code int)        { r.status = code }
+
+func (s *Server) register(w http.ResponseWriter, r *http.Request) {
+	var req wire.RegisterRequest
+	if !decodeBody(w, r, &req) {
+		return
+	}
+	id, idx, err := s.b.Register(r.Context(), binder.Registration{ID: req.ID, Type: req.Type, Address: req.Address, Port: req.Port, Meta: req.Meta})
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, wire.RegisterResponse{ID: id, Index: idx})
+}
+
+func (s *Server) deregister(w http.ResponseWriter, r *http.Request) {
+	idx, err := s.b.Deregister(r.Context(), r.PathValue("id"))
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, wire.IndexResponse{Index: idx})
+}
+
+func (s *Server) lookup(w http.ResponseWriter, r *http.Request) {
+	typ := r.PathValue("type")
+	if err := binder.ValidateType(typ); err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	wait, ok := parseWait(w, r)
+	if !ok {
+		return
+	}
+	var inst fsm.Instance
+	var err error
+	if wait > 0 {
+		ctx, cancel := context.WithTimeout(r.Context(), wait)
+		inst, err = s.b.LookupWait(ctx, typ)
+		cancel()
+	} else {
+		inst, err = s.b.Lookup(typ)
+	}
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, toWire(inst))
+}
+
+func (s *Server) services(w http.ResponseWriter, r *http.Request) {
+	if !s.block(w, r, "") {
+		return
+	}
+	list, idx := s.b.Services()
+	w.Header().Set(wire.HeaderIndex, strconv.FormatUint(idx, 10))
+	writeJSON(w, http.StatusOK, wire.ServicesResponse{Services: toWireList(list)})
+}
+
+func (s *Server) servicesOf(w http.ResponseWriter, r *http.Request) {
+	typ := r.PathValue("type")
+	if err := binder.ValidateType(typ); err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	if !s.block(w, r, typ) {
+		return
+	}
+	list, idx := s.b.ServicesOf(typ)
+	w.Header().Set(wire.HeaderIndex, strconv.FormatUint(idx, 10))
+	if len(list) == 0 {
+		writeError(w, http.StatusNotFound, "", fmt.Sprintf("unknown service type %q", typ))
+		return
+	}
+	writeJSON(w, http.StatusOK, wire.ServicesResponse{Services: toWireList(list)})
+}
+
+// block implements ?index=N&wait=D: wait until the index passes N.
+func (s *Server) block(w http.ResponseWriter, r *http.Request, typ string) bool {
+	q := r.URL.Query()
+	if !q.Has("index") {
+		if q.Has("wait") {
+			if _, ok := parseWait(w, r); !ok {
+				return false
+			}
+		}
+		return true
+	}
+	after, err := strconv.ParseUint(q.Get("index"), 10, 64)
+	if err != nil {
+		writeError(w, http.StatusBadRequest, "", fmt.Sprintf("index %q is not a non-negative integer", q.Get("index")))
+		return false
+	}
+	wait, ok := parseWait(w, r)
+	if !ok {
+		return false
+	}
+	if wait == 0 {
+		wait = DefaultBlockingWait
+	}
+	ctx, cancel := context.WithTimeout(r.Context(), wait)
+	defer cancel()
+	s.b.WaitIndex(ctx, typ, after)
+	return true
+}
+
+func (s *Server) report(w http.ResponseWriter, r *http.Request) {
+	var req wire.ReportRequest
+	if !decodeBody(w, r, &req) {
+		return
+	}
+	if req.ID == "" {
+		writeError(w, http.StatusBadRequest, "", "id is required")
+		return
+	}
+	v, err := s.b.Report(r.Context(), req.ID)
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, wire.ReportResponse{ID: req.ID, Verdict: string(v)})
+}
+
+func (s *Server) cluster(w http.ResponseWriter, r *http.Request) {
+	leader, members := s.b.Cluster(r.Context())
+	resp := wire.ClusterResponse{Leader: leader, Members: make([]wire.Member, 0, len(members))}
+	for _, m := range members {
+		resp.Members = append(resp.Members, wire.Member{ID: m.ID, RaftAddr: m.RaftAddr, HTTPAddr: m.HTTPAddr, Voter: m.Voter, State: m.State})
+	}
+	writeJSON(w, http.StatusOK, resp)
+}
+
+func (s *Server) join(w http.ResponseWriter, r *http.Request) {
+	var req wire.JoinRequest
+	if !decodeBody(w, r, &req) {
+		return
+	}
+	if err := s.b.Join(r.Context(), binder.Member{ID: req.ID, RaftAddr: req.RaftAddr, HTTPAddr: req.HTTPAddr, Voter: true}); err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]string{"joined": req.ID})
+}
+
+func (s *Server) removeMember(w http.ResponseWriter, r *http.Request) {
+	id := r.PathValue("id")
+	if err := s.b.RemoveMember(r.Context(), id); err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]string{"removed": id})
+}
+
+func (s *Server) status(w http.ResponseWriter, r *http.Request) {
+	st := s.b.Status()
+	writeJSON(w, http.StatusOK, wire.Status{
+		ID: st.ID, State: st.State, Leader: st.Leader, Term: st.Term,
+		AppliedIndex: st.AppliedIndex, LastLogIndex: st.LastLogIndex,
+		Services: st.Services, TableHash: st.TableHash,
+	})
+}
+
+func (s *Server) internalApply(w http.ResponseWriter, r *http.Request) {
+	var req wire.ApplyRequest
+	if !decodeBody(w, r, &req) {
+		return
+	}
+	idx, err := s.b.ApplyLocal(r.Context(), req.Command)
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, wire.IndexResponse{Index: idx})
+}
+
+// fail maps a binder error to a status and error code.
+func (s *Server) fail(w http.ResponseWriter, r *http.Request, err error) {
+	status, code := http.StatusInternalServerError, ""
+	switch {
+	case errors.Is(err, binder.ErrInvalid):
+		status = http.StatusBadRequest
+	case errors.Is(err, binder.ErrUnknownService), errors.Is(err, binder.ErrUnknownID):
+		status = http.StatusNotFound
+	case errors.Is(err, binder.ErrSuperseded):
+		status, code = http.StatusConflict, wire.CodeSuperseded
+	case errors.Is(err, binder.ErrNotLeader):
+		status, code = http.StatusServiceUnavailable, wire.CodeNotLeader
+	case errors.Is(err, binder.ErrNoLeader):
+		status, code = http.StatusServiceUnavailable, wire.CodeNoLeader
+	case errors.Is(err, binder.ErrOutcomeUnknown):
+		status, code = http.StatusServiceUnavailable, wire.CodeOutcomeUnknown
+	case errors.Is(err, binder.ErrShutdown), errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
+		status = http.StatusServiceUnavailable
+	}
+	if status >= 500 {
+		s.log.Warn("request failed", "method", r.Method, "path", r.URL.Path, "status", status, "error", err)
+	}
+	msg := err.Error()
+	if errors.Is(err, binder.ErrUnknownService) {
+		// The message clients and scripts match on.
+		msg = fmt.Sprintf("unknown service type %q", r.PathValue("type"))
+	}
+	writeError(w, status, code, msg)
+}
+
+// decodeBody reads a JSON body strictly: at most MaxBodyBytes, no unknown
+// fields, nothing after the value.
+func decodeBody(w http.ResponseWriter, r *http.Request, v any) bool {
+	body := http.MaxBytesReader(w, r.Body, MaxBodyBytes)
+	dec := json.NewDecoder(body)
+	dec.DisallowUnknownFields()
+	err := dec.Decode(v)
+	if err == nil {
+		if _, terr := dec.Token(); terr != io.EOF {
+			err = errors.New("unexpected data after the JSON value")
+		}
+	}
+	if err != nil {
+		var tooBig *http.MaxBytesError
+		var typeErr *json.UnmarshalTypeError
+		msg := "invalid JSON body: " + err.Error()
+		switch {
+		case errors.As(err, &tooBig):
+			msg = fmt.Sprintf("request body exceeds %d bytes", MaxBodyBytes)
+		case errors.As(err, &typeErr):
+			msg = fmt.Sprintf("field %q must be a %s", typeErr.Field, typeErr.Type)
+		case errors.Is(err, io.EOF):
+			msg = "request body is empty; a JSON object is required"
+		}
+		writeError(w, http.StatusBadRequest, "", msg)
+		return false
+	}
+	return true
+}
+
+func parseWait(w http.ResponseWriter, r *http.Request) (time.Duration, bool) {
+	raw := r.URL.Query().Get("wait")
+	if raw == "" {
+		return 0, true
+	}
+	d, err := time.ParseDuration(raw)
+	if err != nil {
+		// Consul-style bare seconds.
+		if secs, ierr := strconv.ParseUint(raw, 10, 32); ierr == nil {
+			d, err = time.Duration(secs)*time.Second, nil
+		}
+	}
+	if err != nil || d < 0 {
+		writeError(w, http.StatusBadRequest, "", fmt.Sprintf("wait %q is not a duration such as 5s", raw))
+		return 0, false
+	}
+	return min(d, MaxWait), true
+}
+
+func toWire(i fsm.Instance) wire.Instance {
+	meta := i.Meta
+	if meta == nil {
+		meta = map[string]string{}
+	}
+	return wire.Instance{ID: i.ID, Type: i.Type, Address: i.Address, Port: i.Port, Meta: meta}
+}
+
+func toWireList(list []fsm.Instance) []wire.Instance {
+	out := make([]wire.Instance, len(list))
+	for i, inst := range list {
+		out[i] = toWire(inst)
+	}
+	return out
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(v)
+}
+
+func writeError(w http.ResponseWriter, status int, code, msg string) {
+	writeJSON(w, status, wire.Error{Error: msg, Code: code})
+}

@@ -1,0 +1,126 @@
+// Package wire defines the JSON bodies, headers and error codes of lieur's
+// HTTP API, version 1. The server (transport/httpapi) and the Go client
+// (client) both speak through these types; nothing else lives here.
+package wire
+
+import "encoding/json"
+
+// Headers sent by the server.
+const (
+	// HeaderIndex carries the Raft index of the last change to what a
+	// response returns; a blocking query passes it back as ?index=.
+	HeaderIndex = "X-Lieur-Index"
+)
+
+// Error codes carried beside the message in an error body, for callers that
+// must tell apart errors with the same status.
+const (
+	// CodeNoLeader: the cluster has no leader right now; the write was not
+	// applied and may be retried.
+	CodeNoLeader = "no_leader"
+	// CodeNotLeader: this node is not the leader (internal apply only); the
+	// write was not applied.
+	CodeNotLeader = "not_leader"
+	// CodeOutcomeUnknown: the write may or may not have been applied.
+	CodeOutcomeUnknown = "outcome_unknown"
+	// CodeSuperseded: a removal named a registration that was replaced.
+	CodeSuperseded = "superseded"
+)
+
+// Error is the body of every non-2xx response.
+type Error struct {
+	Error string `json:"error"`
+	Code  string `json:"code,omitempty"`
+}
+
+// RegisterRequest is the body of POST /v1/services.
+type RegisterRequest struct {
+	Type    string            `json:"type"`
+	Address string            `json:"address"`
+	Port    int               `json:"port"`
+	ID      string            `json:"id,omitempty"`
+	Meta    map[string]string `json:"meta,omitempty"`
+}
+
+// RegisterResponse answers POST /v1/services.
+type RegisterResponse struct {
+	ID    string `json:"id"`
+	Index uint64 `json:"index"`
+}
+
+// IndexResponse answers writes that only report the committing index.
+type IndexResponse struct {
+	Index uint64 `json:"index"`
+}
+
+// Instance is one registered application server.
+type Instance struct {
+	ID      string            `json:"id"`
+	Type    string            `json:"type"`
+	Address string            `json:"address"`
+	Port    int               `json:"port"`
+	Meta    map[string]string `json:"meta"`
+}
+
+// ServicesResponse answers GET /v1/services and GET /v1/services/{type}.
+type ServicesResponse struct {
+	Services []Instance `json:"services"`
+}
+
+// ReportRequest is the body of POST /v1/reports.
+type ReportRequest struct {
+	ID string `json:"id"`
+}
+
+// Verdicts of a down-report.
+const (
+	VerdictRemoved = "removed"
+	VerdictAlive   = "alive"
+	VerdictUnknown = "unknown"
+)
+
+// ReportResponse answers POST /v1/reports.
+type ReportResponse struct {
+	ID      string `json:"id"`
+	Verdict string `json:"verdict"`
+}
+
+// Member is one voter of the cluster.
+type Member struct {
+	ID       string `json:"id"`
+	RaftAddr string `json:"raft_addr"`
+	HTTPAddr string `json:"http_addr"`
+	Voter    bool   `json:"voter"`
+	State    string `json:"state"`
+}
+
+// ClusterResponse answers GET /v1/cluster.
+type ClusterResponse struct {
+	Leader  string   `json:"leader"`
+	Members []Member `json:"members"`
+}
+
+// Status answers GET /v1/status: one node's view.
+type Status struct {
+	ID           string `json:"id"`
+	State        string `json:"state"`
+	Leader       string `json:"leader"`
+	Term         uint64 `json:"term"`
+	AppliedIndex uint64 `json:"applied_index"`
+	LastLogIndex uint64 `json:"last_log_index"`
+	Services     int    `json:"services"`
+	TableHash    string `json:"table_hash"`
+}
+
+// JoinRequest is the body of POST /v1/cluster/join.
+type JoinRequest struct {
+	ID       string `json:"id"`
+	RaftAddr string `json:"raft_addr"`
+	HTTPAddr string `json:"http_addr"`
+}
+
+// ApplyRequest is the body of POST /v1/internal/apply: a follower forwards
+// an encoded log command to the leader.
+type ApplyRequest struct {
+	Command json.RawMessage `json:"command"`
+}
