@@ -79,6 +79,7 @@ func (n *Node) verify(inst fsm.Instance, v *verification) {
 	defer cancel()
 
 	addr := joinHostPort(inst.Address, inst.Port)
+	n.log.Info("verifying report", "id", inst.ID, "addr", addr)
 	perr := probe(ctx, addr, n.cfg.ProbeTimeout, n.cfg.ProbeAttempts)
 	if perr == nil {
 		n.log.Info("report verified: instance alive", "id", inst.ID, "addr", addr)
