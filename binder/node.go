@@ -233,6 +233,7 @@ func (n *Node) Close() error {
 		}
 		n.wg.Wait()
 		if n.trans != nil {
+			n.trans.CloseStreams()
 			n.trans.Close()
 		}
 		if n.store != nil {

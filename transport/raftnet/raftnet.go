@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"sync"
 	"time"
 
 	"github.com/hashicorp/raft"
@@ -18,9 +19,16 @@ var _ raft.StreamLayer = (*TCPStreamLayer)(nil)
 var ErrBadAdvertise = errors.New("raft address must be a reachable IP:port")
 
 // TCPStreamLayer listens for and dials Raft connections over plain TCP.
+// Connections it accepted are closed with it: raft's NetworkTransport
+// leaves them to the peer, whose reads would otherwise pin a goroutine
+// each after this node stopped.
 type TCPStreamLayer struct {
 	advertise net.Addr
 	listener  net.Listener
+
+	mu     sync.Mutex
+	conns  map[net.Conn]struct{}
+	closed bool
 }
 
 // Listen binds bindAddr. advertise is the address other nodes dial; when it
@@ -44,7 +52,7 @@ func Listen(bindAddr, advertise string) (*TCPStreamLayer, error) {
 		ln.Close()
 		return nil, fmt.Errorf("%w: %s", ErrBadAdvertise, adv)
 	}
-	return &TCPStreamLayer{advertise: adv, listener: ln}, nil
+	return &TCPStreamLayer{advertise: adv, listener: ln, conns: map[net.Conn]struct{}{}}, nil
 }
 
 // Dial opens a connection to another node's Raft address.
@@ -53,10 +61,49 @@ func (t *TCPStreamLayer) Dial(address raft.ServerAddress, timeout time.Duration)
 }
 
 // Accept waits for the next inbound Raft connection.
-func (t *TCPStreamLayer) Accept() (net.Conn, error) { return t.listener.Accept() }
+func (t *TCPStreamLayer) Accept() (net.Conn, error) {
+	c, err := t.listener.Accept()
+	if err != nil {
+		return nil, err
+	}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.closed {
+		c.Close()
+		return nil, net.ErrClosed
+	}
+	tc := &trackedConn{Conn: c, layer: t}
+	t.conns[tc] = struct{}{}
+	return tc, nil
+}
 
-// Close stops listening.
-func (t *TCPStreamLayer) Close() error { return t.listener.Close() }
+// Close stops listening and closes every accepted connection.
+func (t *TCPStreamLayer) Close() error {
+	t.mu.Lock()
+	t.closed = true
+	conns := t.conns
+	t.conns = map[net.Conn]struct{}{}
+	t.mu.Unlock()
+	for c := range conns {
+		c.(*trackedConn).Conn.Close()
+	}
+	return t.listener.Close()
+}
+
+type trackedConn struct {
+	net.Conn
+	layer *TCPStreamLayer
+	once  sync.Once
+}
+
+func (c *trackedConn) Close() error {
+	c.once.Do(func() {
+		c.layer.mu.Lock()
+		delete(c.layer.conns, c)
+		c.layer.mu.Unlock()
+	})
+	return c.Conn.Close()
+}
 
 // Addr is the advertised address.
 func (t *TCPStreamLayer) Addr() net.Addr { return t.advertise }
