@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/signal"
 	"syscall"
+	"time"
 
 	"github.com/spf13/cobra"
 )
@@ -32,4 +33,8 @@ func newRootCmd() *cobra.Command {
 	root.AddCommand(newAgentCmd(), newDevCmd())
 	addClientCommands(root)
 	return root
+}
+
+func ctxWithTimeout(cmd *cobra.Command, d time.Duration) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(cmd.Context(), d)
 }

@@ -1,0 +1,37 @@
+# lieur: two commands from a fresh clone, `make run` and `make test`.
+
+GO       ?= go
+BIN      := bin
+NODES    ?= 3
+DATA_DIR ?=
+
+.PHONY: all build run test unit integration vet fmt-check clean
+
+all: build
+
+build:
+	$(GO) build -o $(BIN)/lieur ./cmd/lieur
+	$(GO) build -o $(BIN)/lieur-echo ./cmd/lieur-echo
+
+## run: start a local cluster of $(NODES) agents (Ctrl-C stops it).
+run: build
+	./$(BIN)/lieur dev --nodes $(NODES) $(if $(DATA_DIR),--data-dir $(DATA_DIR),)
+
+## test: vet, then every unit and integration test with the race detector.
+test: vet fmt-check
+	$(GO) test -race -count=1 -timeout 8m ./...
+
+unit:
+	$(GO) test -race -count=1 $$($(GO) list ./... | grep -v /integration)
+
+integration:
+	$(GO) test -race -count=1 -timeout 8m -v ./integration/
+
+vet:
+	$(GO) vet ./...
+
+fmt-check:
+	@out=$$(gofmt -l .); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+
+clean:
+	rm -rf $(BIN)
