@@ -26,30 +26,33 @@ func (n *Node) Join(ctx context.Context, m Member) error {
 	if err := ValidateID(m.ID); err != nil {
 		return err
 	}
+	return n.onLeader(ctx, "join "+m.ID,
+		func() error { return n.joinLocal(m) },
+		func(addr string) error { return n.cfg.Peer.Join(ctx, addr, m) })
+}
+
+// onLeader runs local when this node leads and remote with the leader's
+// HTTP address otherwise, retrying while there is no leader, up to the
+// write hold timeout. Configuration changes only happen on the leader.
+func (n *Node) onLeader(ctx context.Context, what string, local func() error, remote func(leaderHTTP string) error) error {
 	ctx, cancel := context.WithTimeout(ctx, n.cfg.WriteHold)
 	defer cancel()
 	for attempt := 1; ; attempt++ {
 		var err error
 		if n.raft.State() == raft.Leader {
-			err = n.joinLocal(m)
+			err = local()
+		} else if addr, lerr := n.leaderHTTPAddr(); lerr != nil {
+			err = lerr
 		} else {
-			err = n.forwardJoin(ctx, m)
+			err = remote(addr)
 		}
 		if err == nil || !(errors.Is(err, ErrNotLeader) || errors.Is(err, ErrNoLeader)) {
 			return err
 		}
 		if !sleepCtx(ctx, backoff(attempt)) {
-			return fmt.Errorf("join %s: %w", m.ID, err)
+			return fmt.Errorf("%s: %w", what, err)
 		}
 	}
-}
-
-func (n *Node) forwardJoin(ctx context.Context, m Member) error {
-	addr, err := n.leaderHTTPAddr()
-	if err != nil {
-		return err
-	}
-	return n.cfg.Peer.Join(ctx, addr, m)
 }
 
 func (n *Node) joinLocal(m Member) error {
@@ -94,24 +97,9 @@ func (n *Node) RemoveMember(ctx context.Context, id string) error {
 	if err := ValidateID(id); err != nil {
 		return err
 	}
-	ctx, cancel := context.WithTimeout(ctx, n.cfg.WriteHold)
-	defer cancel()
-	for attempt := 1; ; attempt++ {
-		var err error
-		if n.raft.State() == raft.Leader {
-			err = n.removeLocal(id)
-		} else if addr, lerr := n.leaderHTTPAddr(); lerr != nil {
-			err = lerr
-		} else {
-			err = n.cfg.Peer.RemoveMember(ctx, addr, id)
-		}
-		if err == nil || !(errors.Is(err, ErrNotLeader) || errors.Is(err, ErrNoLeader)) {
-			return err
-		}
-		if !sleepCtx(ctx, backoff(attempt)) {
-			return fmt.Errorf("remove member %s: %w", id, err)
-		}
-	}
+	return n.onLeader(ctx, "remove member "+id,
+		func() error { return n.removeLocal(id) },
+		func(addr string) error { return n.cfg.Peer.RemoveMember(ctx, addr, id) })
 }
 
 func (n *Node) removeLocal(id string) error {
