@@ -1,0 +1,238 @@
+package httpapi_test
+
+import (
+	"context"
+	"encoding/json"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	"go.uber.org/goleak"
+
+	"github.com/lieur/lieur/binder"
+	"github.com/lieur/lieur/transport/httpapi"
+	"github.com/lieur/lieur/transport/raftnet"
+	"github.com/lieur/lieur/transport/wire"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+// newAPI serves the API of a real one-node cluster (real Raft, real bbolt
+// files, real TCP) and waits until it leads.
+func newAPI(t *testing.T) *httptest.Server {
+	t.Helper()
+	stream, err := raftnet.Listen("127.0.0.1:0", "")
+	require.NoError(t, err)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	peer := httpapi.NewPeerClient()
+	node, err := binder.New(binder.Config{
+		ID: "n1", HTTPAddr: ln.Addr().String(), DataDir: t.TempDir(),
+		Peers:  []binder.PeerAddr{{ID: "n1", RaftAddr: stream.Addr().String()}},
+		Stream: stream, Peer: peer,
+	})
+	require.NoError(t, err)
+	srv := httptest.NewUnstartedServer(httpapi.NewServer(node, nil))
+	srv.Listener.Close()
+	srv.Listener = ln
+	srv.Start()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { _ = node.Run(ctx); close(done) }()
+	t.Cleanup(func() {
+		cancel()
+		<-done
+		_ = node.Close()
+		srv.Close()
+		peer.Close()
+	})
+	deadline := time.Now().Add(10 * time.Second)
+	for !node.IsLeader() {
+		require.True(t, time.Now().Before(deadline), "single node never led")
+		time.Sleep(10 * time.Millisecond)
+	}
+	return srv
+}
+
+type answer struct {
+	status int
+	header http.Header
+	body   map[string]any
+	raw    string
+}
+
+func call(t *testing.T, method, url, body string) answer {
+	t.Helper()
+	req, err := http.NewRequest(method, url, strings.NewReader(body))
+	require.NoError(t, err)
+	resp, err := http.DefaultClient.Do(req)
+	require.NoError(t, err)
+	defer resp.Body.Close()
+	data, err := io.ReadAll(resp.Body)
+	require.NoError(t, err)
+	a := answer{status: resp.StatusCode, header: resp.Header, raw: string(data)}
+	_ = json.Unmarshal(data, &a.body)
+	if resp.StatusCode/100 != 2 {
+		require.Equal(t, "application/json", resp.Header.Get("Content-Type"), "error body of %s %s", method, url)
+		msg, ok := a.body["error"].(string)
+		require.True(t, ok && msg != "", "error body %q has a message", data)
+	}
+	return a
+}
+
+func TestRegisterValidation(t *testing.T) {
+	srv := newAPI(t)
+	tests := []struct {
+		name, body string
+		status     int
+		errHas     string
+	}{
+		{"valid", `{"type":"echo","address":"127.0.0.1","port":12347}`, 200, ""},
+		{"valid with id and meta", `{"type":"echo","address":"h.example","port":1,"id":"e1","meta":{"k":"v"}}`, 200, ""},
+		{"bad type", `{"type":"Echo!","address":"127.0.0.1","port":1}`, 400, "type"},
+		{"bad address", `{"type":"echo","address":"not an address","port":1}`, 400, "address"},
+		{"port zero", `{"type":"echo","address":"127.0.0.1","port":0}`, 400, "port"},
+		{"port too big", `{"type":"echo","address":"127.0.0.1","port":65536}`, 400, "port"},
+		{"port not a number", `{"type":"echo","address":"127.0.0.1","port":"80"}`, 400, "port"},
+		{"port fraction", `{"type":"echo","address":"127.0.0.1","port":80.5}`, 400, "port"},
+		{"unknown field", `{"type":"echo","address":"127.0.0.1","port":1,"ttl":"5s"}`, 400, "unknown field"},
+		{"bad JSON", `{"type":`, 400, "JSON"},
+		{"empty body", ``, 400, "empty"},
+		{"trailing data", `{"type":"echo","address":"127.0.0.1","port":1} {}`, 400, "after"},
+		{"over 64 KiB", `{"type":"echo","address":"127.0.0.1","port":1,"meta":{"k":"` + strings.Repeat("a", 70000) + `"}}`, 400, "exceeds"},
+		{"bad id", `{"type":"echo","address":"127.0.0.1","port":1,"id":"../x"}`, 400, "id"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			before := call(t, "GET", srv.URL+"/v1/status", "").body["table_hash"]
+			a := call(t, "POST", srv.URL+"/v1/services", tc.body)
+			assert.Equal(t, tc.status, a.status, a.raw)
+			if tc.errHas != "" {
+				assert.Contains(t, a.body["error"], tc.errHas)
+				assert.Equal(t, before, call(t, "GET", srv.URL+"/v1/status", "").body["table_hash"], "a refused request changes nothing")
+			} else {
+				assert.NotEmpty(t, a.body["id"])
+				assert.NotZero(t, a.body["index"])
+			}
+		})
+	}
+}
+
+func TestRoutingErrorsAreJSON(t *testing.T) {
+	srv := newAPI(t)
+	for _, tc := range []struct {
+		method, path string
+		status       int
+	}{
+		{"GET", "/nope", 404},
+		{"GET", "/v1/lookup/", 404},
+		{"PUT", "/v1/status", 405},
+		{"POST", "/v1/lookup/echo", 405},
+		{"PATCH", "/v1/services", 405},
+		{"GET", "/v1/lookup/UPPER", 400},
+		{"DELETE", "/v1/services/unknown-id", 404},
+		{"DELETE", "/v1/cluster/members/nobody", 404},
+		{"GET", "/v1/services?index=abc", 400},
+		{"GET", "/v1/lookup/echo?wait=forever", 400},
+		{"POST", "/v1/reports", 400},
+	} {
+		a := call(t, tc.method, srv.URL+tc.path, "")
+		assert.Equal(t, tc.status, a.status, "%s %s: %s", tc.method, tc.path, a.raw)
+	}
+	a := call(t, "GET", srv.URL+"/v1/lookup/nope", "")
+	assert.Equal(t, 404, a.status)
+	assert.JSONEq(t, `{"error":"unknown service type \"nope\""}`, a.raw)
+	assert.Equal(t, 200, call(t, "GET", srv.URL+"/healthz", "").status)
+}
+
+func TestLookupRegisterDeregister(t *testing.T) {
+	srv := newAPI(t)
+	reg := call(t, "POST", srv.URL+"/v1/services", `{"type":"echo","address":"127.0.0.1","port":12347,"meta":{"zone":"a"}}`)
+	require.Equal(t, 200, reg.status)
+	assert.Equal(t, "echo-127.0.0.1-12347", reg.body["id"])
+
+	a := call(t, "GET", srv.URL+"/v1/lookup/echo", "")
+	require.Equal(t, 200, a.status)
+	assert.JSONEq(t, `{"id":"echo-127.0.0.1-12347","type":"echo","address":"127.0.0.1","port":12347,"meta":{"zone":"a"}}`, a.raw)
+
+	list := call(t, "GET", srv.URL+"/v1/services/echo", "")
+	require.Equal(t, 200, list.status)
+	idx := list.header.Get(wire.HeaderIndex)
+	assert.Equal(t, strconv.FormatFloat(reg.body["index"].(float64), 'f', -1, 64), idx)
+
+	del := call(t, "DELETE", srv.URL+"/v1/services/echo-127.0.0.1-12347", "")
+	require.Equal(t, 200, del.status)
+	assert.Greater(t, del.body["index"].(float64), reg.body["index"].(float64))
+	assert.Equal(t, 404, call(t, "GET", srv.URL+"/v1/lookup/echo", "").status)
+	gone := call(t, "GET", srv.URL+"/v1/services/echo", "")
+	assert.Equal(t, 404, gone.status)
+	assert.NotEqual(t, idx, gone.header.Get(wire.HeaderIndex), "the index of an emptied type still moves")
+	assert.Equal(t, 404, call(t, "DELETE", srv.URL+"/v1/services/echo-127.0.0.1-12347", "").status)
+}
+
+func TestBlockingQueryAndWait(t *testing.T) {
+	srv := newAPI(t)
+	first := call(t, "GET", srv.URL+"/v1/services", "")
+	idx := first.header.Get(wire.HeaderIndex)
+
+	// A blocking query with a short wait and no change returns the same
+	// index when the wait ends.
+	same := call(t, "GET", srv.URL+"/v1/services?index="+idx+"&wait=100ms", "")
+	assert.Equal(t, idx, same.header.Get(wire.HeaderIndex))
+
+	blocked := make(chan answer, 1)
+	go func() { blocked <- call(t, "GET", srv.URL+"/v1/services?index="+idx+"&wait=1m", "") }()
+	waited := make(chan answer, 1)
+	go func() { waited <- call(t, "GET", srv.URL+"/v1/lookup/late?wait=1m", "") }()
+
+	reg := call(t, "POST", srv.URL+"/v1/services", `{"type":"late","address":"127.0.0.1","port":1}`)
+	require.Equal(t, 200, reg.status)
+	b := <-blocked
+	assert.Equal(t, 200, b.status)
+	assert.NotEqual(t, idx, b.header.Get(wire.HeaderIndex))
+	assert.Len(t, b.body["services"], 1)
+	w := <-waited
+	assert.Equal(t, 200, w.status)
+	assert.Equal(t, "late", w.body["type"])
+
+	assert.Equal(t, 404, call(t, "GET", srv.URL+"/v1/lookup/never?wait=50ms", "").status)
+}
+
+func TestClusterAndStatus(t *testing.T) {
+	srv := newAPI(t)
+	st := call(t, "GET", srv.URL+"/v1/status", "")
+	require.Equal(t, 200, st.status)
+	for _, k := range []string{"id", "state", "leader", "term", "applied_index", "last_log_index", "services", "table_hash"} {
+		assert.Contains(t, st.body, k)
+	}
+	assert.Equal(t, "leader", st.body["state"])
+	var cl answer
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		cl = call(t, "GET", srv.URL+"/v1/cluster", "")
+		require.Equal(t, 200, cl.status)
+		if strings.Contains(cl.raw, `"http_addr":"127.0.0.1:`) || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	assert.Equal(t, "n1", cl.body["leader"])
+	members := cl.body["members"].([]any)
+	require.Len(t, members, 1)
+	m := members[0].(map[string]any)
+	assert.Equal(t, "leader", m["state"])
+	assert.Equal(t, true, m["voter"])
+	assert.NotEmpty(t, m["http_addr"])
+
+	bad := call(t, "POST", srv.URL+"/v1/cluster/join", `{"id":"n2"}`)
+	assert.Equal(t, 400, bad.status)
+	self := call(t, "DELETE", srv.URL+"/v1/cluster/members/n1", "")
+	assert.Equal(t, 400, self.status, "the leader cannot remove itself")
+}

@@ -1,0 +1,58 @@
+package raftnet
+
+import (
+	"errors"
+	"io"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+func TestListenRejectsUndialableAdvertise(t *testing.T) {
+	for _, tc := range []struct{ bind, advertise string }{
+		{"0.0.0.0:0", ""},
+		{"127.0.0.1:0", "0.0.0.0:7000"},
+		{"127.0.0.1:0", "127.0.0.1:0"},
+	} {
+		_, err := Listen(tc.bind, tc.advertise)
+		assert.True(t, errors.Is(err, ErrBadAdvertise), "bind %s advertise %q: %v", tc.bind, tc.advertise, err)
+	}
+	_, err := Listen("127.0.0.1:0", "not an address")
+	assert.Error(t, err)
+}
+
+// Closing the layer closes the connections it accepted, so the peer's
+// reads end instead of waiting forever.
+func TestCloseEndsAcceptedConnections(t *testing.T) {
+	l, err := Listen("127.0.0.1:0", "")
+	require.NoError(t, err)
+	accepted := make(chan error, 1)
+	go func() {
+		c, err := l.Accept()
+		if err == nil {
+			_, err = c.Read(make([]byte, 1))
+		}
+		accepted <- err
+	}()
+	out, err := l.Dial("127.0.0.1:"+portOf(t, l), time.Second)
+	require.NoError(t, err)
+	defer out.Close()
+	_, err = out.Write([]byte{1})
+	require.NoError(t, err)
+	require.NoError(t, <-accepted)
+
+	require.NoError(t, l.Close())
+	_ = out.SetReadDeadline(time.Now().Add(10 * time.Second))
+	_, err = out.Read(make([]byte, 1))
+	assert.ErrorIs(t, err, io.EOF, "the dialer sees the connection closed")
+	_, err = l.Accept()
+	assert.Error(t, err)
+}
+
+func portOf(t *testing.T, l *TCPStreamLayer) string {
+	t.Helper()
+	a := l.Addr().String()
+	return a[len("127.0.0.1:"):]
+}
