@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/hashicorp/raft"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
@@ -36,7 +37,7 @@ func TestCloseEndsAcceptedConnections(t *testing.T) {
 		}
 		accepted <- err
 	}()
-	out, err := l.Dial("127.0.0.1:"+portOf(t, l), time.Second)
+	out, err := l.Dial(raft.ServerAddress(l.Addr().String()), time.Second)
 	require.NoError(t, err)
 	defer out.Close()
 	_, err = out.Write([]byte{1})
@@ -49,10 +50,4 @@ func TestCloseEndsAcceptedConnections(t *testing.T) {
 	assert.ErrorIs(t, err, io.EOF, "the dialer sees the connection closed")
 	_, err = l.Accept()
 	assert.Error(t, err)
-}
-
-func portOf(t *testing.T, l *TCPStreamLayer) string {
-	t.Helper()
-	a := l.Addr().String()
-	return a[len("127.0.0.1:"):]
 }
