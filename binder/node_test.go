@@ -235,7 +235,7 @@ func TestReportVerifiesBeforeRemoving(t *testing.T) {
 	dead, _, err := f.Register(ctx, binder.Registration{Type: "echo", Address: "127.0.0.1", Port: deadPort})
 	require.NoError(t, err)
 
-	v, err := f.Report(ctx, alive)
+	v, _, err := f.Report(ctx, alive)
 	require.NoError(t, err)
 	assert.Equal(t, binder.VerdictAlive, v)
 
@@ -246,7 +246,7 @@ func TestReportVerifiesBeforeRemoving(t *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			verdicts[i], _ = f.Report(ctx, dead)
+			verdicts[i], _, _ = f.Report(ctx, dead)
 		}()
 	}
 	wg.Wait()
@@ -259,7 +259,7 @@ func TestReportVerifiesBeforeRemoving(t *testing.T) {
 			return len(list) == 1 && list[0].ID == alive
 		})
 	}
-	_, err = f.Report(ctx, "never-there")
+	_, _, err = f.Report(ctx, "never-there")
 	assert.ErrorIs(t, err, binder.ErrUnknownID)
 }
 

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net"
 	"strconv"
+	"time"
 
 	"github.com/lieur/lieur/fsm"
 )
@@ -77,6 +78,17 @@ func (n *Node) WaitIndex(ctx context.Context, typ string, after uint64) bool {
 			return false
 		}
 	}
+}
+
+// WaitApplied waits until this node has applied index, or ctx ends. It
+// reports whether the index was reached.
+func (n *Node) WaitApplied(ctx context.Context, index uint64) bool {
+	for n.raft.AppliedIndex() < index {
+		if !sleepCtx(ctx, 2*time.Millisecond) {
+			return false
+		}
+	}
+	return true
 }
 
 func joinHostPort(host string, port int) string {

@@ -28,6 +28,7 @@ const (
 type verification struct {
 	done    chan struct{}
 	verdict Verdict
+	index   uint64 // of the removal
 }
 
 // Report handles a client's report that it could not reach instance id.
@@ -36,16 +37,18 @@ type verification struct {
 // Reports of an id already being verified wait for that verification
 // instead of starting another probe. The probe runs apart from lookups and
 // other requests, which it never holds up.
-func (n *Node) Report(ctx context.Context, id string) (Verdict, error) {
+//
+// It returns the verdict and, for a removal, the index that committed it.
+func (n *Node) Report(ctx context.Context, id string) (Verdict, uint64, error) {
 	if err := ValidateID(id); err != nil {
-		return "", err
+		return "", 0, err
 	}
 	inst, ok := n.fsm.Get(id)
 	if !ok {
 		if n.removedRecently(id) {
-			return VerdictRemoved, nil
+			return VerdictRemoved, 0, nil
 		}
-		return "", fmt.Errorf("report %s: %w", id, ErrUnknownID)
+		return "", 0, fmt.Errorf("report %s: %w", id, ErrUnknownID)
 	}
 	n.verifyMu.Lock()
 	v, running := n.verifying[id]
@@ -58,9 +61,9 @@ func (n *Node) Report(ctx context.Context, id string) (Verdict, error) {
 	n.verifyMu.Unlock()
 	select {
 	case <-v.done:
-		return v.verdict, nil
+		return v.verdict, v.index, nil
 	case <-ctx.Done():
-		return "", fmt.Errorf("report %s: %w", id, ctx.Err())
+		return "", 0, fmt.Errorf("report %s: %w", id, ctx.Err())
 	}
 }
 
@@ -86,7 +89,10 @@ func (n *Node) verify(inst fsm.Instance, v *verification) {
 		v.verdict = VerdictAlive
 		return
 	}
-	_, err := n.apply(ctx, fsm.RemoveCmd{ID: inst.ID, RegIndex: inst.Index, Reason: fsm.ReasonReportedDown})
+	idx, err := n.apply(ctx, fsm.RemoveCmd{ID: inst.ID, RegIndex: inst.Index, Reason: fsm.ReasonReportedDown})
+	if err == nil {
+		v.index = idx
+	}
 	switch {
 	case err == nil, errors.Is(err, ErrUnknownID):
 		n.log.Info("report verified: instance down", "id", inst.ID, "addr", addr, "probe_error", perr)

@@ -102,12 +102,9 @@ func (n *Node) apply(ctx context.Context, cmd fsm.Command) (uint64, error) {
 // awaitApplied waits, briefly, until this node has applied index, so that a
 // caller whose write was forwarded reads it back from this node at once.
 func (n *Node) awaitApplied(ctx context.Context, index uint64) {
-	deadline := time.Now().Add(time.Second)
-	for n.raft.AppliedIndex() < index && time.Now().Before(deadline) {
-		if !sleepCtx(ctx, 2*time.Millisecond) {
-			return
-		}
-	}
+	ctx, cancel := context.WithTimeout(ctx, time.Second)
+	defer cancel()
+	n.WaitApplied(ctx, index)
 }
 
 func (n *Node) forward(ctx context.Context, data []byte) (uint64, error) {
@@ -139,7 +136,7 @@ func (n *Node) applyLeader(data []byte) (uint64, error) {
 	if res.Err != nil {
 		switch {
 		case errors.Is(res.Err, fsm.ErrUnknownInstance):
-			return res.Index, fmt.Errorf("%w: %v", ErrUnknownID, res.Err)
+			return res.Index, ErrUnknownID
 		case errors.Is(res.Err, fsm.ErrSuperseded):
 			return res.Index, fmt.Errorf("%w: %v", ErrSuperseded, res.Err)
 		case errors.Is(res.Err, fsm.ErrBadCommand):

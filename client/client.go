@@ -14,6 +14,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/lieur/lieur/transport/wire"
@@ -37,6 +38,12 @@ type Client struct {
 	mu       sync.Mutex // guards closed and the Add side of watchers
 	closed   bool
 	watchers sync.WaitGroup
+
+	// seen is the highest Raft index this client's writes and reports
+	// returned. Reads carry it as min_index, so a client reads its own
+	// writes from any binder (a lagging binder answers 503 "behind" and
+	// the client asks another).
+	seen atomic.Uint64
 
 	cacheMu sync.Mutex
 	cache   map[string]Instance
@@ -86,6 +93,25 @@ func (c *Client) Close() error {
 	c.watchers.Wait()
 	c.hc.CloseIdleConnections()
 	return nil
+}
+
+// noteIndex records an index returned by a write.
+func (c *Client) noteIndex(index uint64) {
+	for {
+		cur := c.seen.Load()
+		if index <= cur || c.seen.CompareAndSwap(cur, index) {
+			return
+		}
+	}
+}
+
+// readQuery is the query of a read that must see this client's writes.
+func (c *Client) readQuery() url.Values {
+	seen := c.seen.Load()
+	if seen == 0 {
+		return nil
+	}
+	return url.Values{wire.QueryMinIndex: {strconv.FormatUint(seen, 10)}}
 }
 
 func (c *Client) isClosed() bool {

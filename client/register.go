@@ -87,6 +87,7 @@ func (c *Client) Register(ctx context.Context, reg Registration) (*Registered, e
 	if res.ID == "" {
 		res.ID = id
 	}
+	c.noteIndex(res.Index)
 	return &Registered{c: c, id: res.ID, index: res.Index}, nil
 }
 
@@ -112,5 +113,6 @@ func (c *Client) Deregister(ctx context.Context, id string) (uint64, error) {
 	if err != nil {
 		return 0, err
 	}
+	c.noteIndex(res.Index)
 	return res.Index, nil
 }

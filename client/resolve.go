@@ -28,6 +28,7 @@ func (c *Client) lookup(ctx context.Context, typ string, wait time.Duration) (In
 	cl := call{
 		method:     http.MethodGet,
 		path:       "/v1/lookup/" + url.PathEscape(typ),
+		query:      c.readQuery(),
 		idempotent: true,
 		notFound:   ErrUnknownService,
 		wait:       wait,
@@ -98,6 +99,7 @@ func (c *Client) ReportDown(ctx context.Context, inst Instance) (string, error) 
 	cl := call{
 		method:   http.MethodPost,
 		path:     "/v1/reports",
+		query:    c.readQuery(),
 		body:     wire.ReportRequest{ID: inst.ID},
 		notFound: ErrUnknownID,
 	}
@@ -109,6 +111,7 @@ func (c *Client) ReportDown(ctx context.Context, inst Instance) (string, error) 
 	if err != nil {
 		return "", fmt.Errorf("report %q down: %w", inst.ID, err)
 	}
+	c.noteIndex(res.Index)
 	return res.Verdict, nil
 }
 

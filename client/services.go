@@ -35,7 +35,7 @@ func (c *Client) ServicesOf(ctx context.Context, typ string) ([]Instance, uint64
 }
 
 func (c *Client) list(ctx context.Context, path string, notFound error) ([]Instance, uint64, error) {
-	cl := call{method: http.MethodGet, path: path, idempotent: true, notFound: notFound}
+	cl := call{method: http.MethodGet, path: path, query: c.readQuery(), idempotent: true, notFound: notFound}
 	rep, err := c.do(ctx, cl)
 	if err != nil {
 		if rep != nil && rep.status == http.StatusNotFound {

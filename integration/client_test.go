@@ -183,3 +183,36 @@ func TestLeaderKillDuringTraffic(t *testing.T) {
 	}
 	t.Logf("%d registrations acknowledged (%d after the kill), %d lookups", len(acked), ackedAfter.Load(), lookups.Load())
 }
+
+// A client reads its own writes and reports from any binder: reads carry
+// the highest index the client was answered, and a binder that has not
+// applied it yet defers to another.
+func TestClientReadsItsOwnWritesFromAnyBinder(t *testing.T) {
+	c := startCluster(t, 3)
+	cl := newClient(t, c, nil)
+	live, _ := liveServer(t)
+	_, err := cl.Register(ctxTimeout(t, 10*time.Second), client.Registration{Type: "rw", Address: "127.0.0.1", Port: live})
+	require.NoError(t, err)
+	for i := 0; i < 30; i++ {
+		ctx := ctxTimeout(t, 10*time.Second)
+		reg, err := cl.Register(ctx, client.Registration{Type: "rw", Address: "127.0.0.1", Port: deadPort(t)})
+		require.NoError(t, err)
+		list, _, err := cl.ServicesOf(ctx, "rw")
+		require.NoError(t, err)
+		ids := map[string]bool{}
+		for _, inst := range list {
+			ids[inst.ID] = true
+		}
+		require.True(t, ids[reg.ID()], "iteration %d: own registration %s not read back", i, reg.ID())
+
+		verdict, err := cl.ReportDown(ctx, client.Instance{ID: reg.ID(), Type: "rw"})
+		require.NoError(t, err)
+		require.Equal(t, "removed", verdict)
+		// Round-robin over what is left must never hand out the removed one.
+		for k := 0; k < 3; k++ {
+			inst, err := cl.Lookup(ctx, "rw")
+			require.NoError(t, err)
+			require.NotEqual(t, reg.ID(), inst.ID, "iteration %d: lookup returned an instance this client saw removed", i)
+		}
+	}
+}

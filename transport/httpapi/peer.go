@@ -118,7 +118,8 @@ func (p *PeerClient) do(ctx context.Context, method, url string, body, out any) 
 	case e.Code == wire.CodeSuperseded:
 		return fmt.Errorf("%w: %v", binder.ErrSuperseded, remote)
 	case resp.StatusCode == http.StatusNotFound:
-		return fmt.Errorf("%w: %v", binder.ErrUnknownID, remote)
+		// The caller names the id; the leader's message would only repeat it.
+		return binder.ErrUnknownID
 	case resp.StatusCode == http.StatusBadRequest:
 		return fmt.Errorf("%w: %v", binder.ErrInvalid, remote)
 	case resp.StatusCode >= 500:

@@ -26,6 +26,9 @@ const (
 	// DefaultBlockingWait is the wait of a blocking query that names an
 	// index but no wait.
 	DefaultBlockingWait = 5 * time.Minute
+	// MaxMinIndexWait bounds how long a read waits for this node to apply
+	// the min_index it asked for.
+	MaxMinIndexWait = 2 * time.Second
 )
 
 // Binder is what the API needs of a node. *binder.Node implements it.
@@ -37,7 +40,8 @@ type Binder interface {
 	Services() ([]fsm.Instance, uint64)
 	ServicesOf(typ string) ([]fsm.Instance, uint64)
 	WaitIndex(ctx context.Context, typ string, after uint64) bool
-	Report(ctx context.Context, id string) (binder.Verdict, error)
+	Report(ctx context.Context, id string) (binder.Verdict, uint64, error)
+	WaitApplied(ctx context.Context, index uint64) bool
 	Cluster(ctx context.Context) (string, []binder.Member)
 	Status() binder.Status
 	Join(ctx context.Context, m binder.Member) error
@@ -155,7 +159,7 @@ func (s *Server) lookup(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	wait, ok := parseWait(w, r)
-	if !ok {
+	if !ok || !s.caughtUpTo(w, r) {
 		return
 	}
 	var inst fsm.Instance
@@ -201,8 +205,33 @@ func (s *Server) servicesOf(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, wire.ServicesResponse{Services: toWireList(list)})
 }
 
+// caughtUpTo implements ?min_index=N: a read that must reflect index N
+// waits, briefly, for this node to apply it, else answers 503 so that the
+// client asks another node.
+func (s *Server) caughtUpTo(w http.ResponseWriter, r *http.Request) bool {
+	raw := r.URL.Query().Get(wire.QueryMinIndex)
+	if raw == "" {
+		return true
+	}
+	min, err := strconv.ParseUint(raw, 10, 64)
+	if err != nil {
+		writeError(w, http.StatusBadRequest, "", fmt.Sprintf("%s %q is not a non-negative integer", wire.QueryMinIndex, raw))
+		return false
+	}
+	ctx, cancel := context.WithTimeout(r.Context(), MaxMinIndexWait)
+	defer cancel()
+	if !s.b.WaitApplied(ctx, min) {
+		writeError(w, http.StatusServiceUnavailable, wire.CodeBehind, fmt.Sprintf("this node has not applied index %d yet", min))
+		return false
+	}
+	return true
+}
+
 // block implements ?index=N&wait=D: wait until the index passes N.
 func (s *Server) block(w http.ResponseWriter, r *http.Request, typ string) bool {
+	if !s.caughtUpTo(w, r) {
+		return false
+	}
 	q := r.URL.Query()
 	if !q.Has("index") {
 		if q.Has("wait") {
@@ -232,19 +261,19 @@ func (s *Server) block(w http.ResponseWriter, r *http.Request, typ string) bool 
 
 func (s *Server) report(w http.ResponseWriter, r *http.Request) {
 	var req wire.ReportRequest
-	if !decodeBody(w, r, &req) {
+	if !decodeBody(w, r, &req) || !s.caughtUpTo(w, r) {
 		return
 	}
 	if req.ID == "" {
 		writeError(w, http.StatusBadRequest, "", "id is required")
 		return
 	}
-	v, err := s.b.Report(r.Context(), req.ID)
+	v, idx, err := s.b.Report(r.Context(), req.ID)
 	if err != nil {
 		s.fail(w, r, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, wire.ReportResponse{ID: req.ID, Verdict: string(v)})
+	writeJSON(w, http.StatusOK, wire.ReportResponse{ID: req.ID, Verdict: string(v), Index: idx})
 }
 
 func (s *Server) cluster(w http.ResponseWriter, r *http.Request) {

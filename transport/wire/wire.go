@@ -5,6 +5,11 @@ package wire
 
 import "encoding/json"
 
+// QueryMinIndex is the query parameter of a read that must reflect at
+// least that Raft index: a client passes the highest index its own writes
+// and reports returned, and reads what it wrote from any node.
+const QueryMinIndex = "min_index"
+
 // Headers sent by the server.
 const (
 	// HeaderIndex carries the Raft index of the last change to what a
@@ -25,6 +30,9 @@ const (
 	CodeOutcomeUnknown = "outcome_unknown"
 	// CodeSuperseded: a removal named a registration that was replaced.
 	CodeSuperseded = "superseded"
+	// CodeBehind: the node has not applied the min_index a read asked for;
+	// another node may have.
+	CodeBehind = "behind"
 )
 
 // Error is the body of every non-2xx response.
@@ -79,10 +87,13 @@ const (
 	VerdictUnknown = "unknown"
 )
 
-// ReportResponse answers POST /v1/reports.
+// ReportResponse answers POST /v1/reports. Index is the Raft index of the
+// removal when the verdict is "removed" (0 when it cannot be known, e.g.
+// the instance was already gone).
 type ReportResponse struct {
 	ID      string `json:"id"`
 	Verdict string `json:"verdict"`
+	Index   uint64 `json:"index,omitempty"`
 }
 
 // Member is one voter of the cluster.
