@@ -80,10 +80,11 @@ func (n *Node) WaitIndex(ctx context.Context, typ string, after uint64) bool {
 	}
 }
 
-// WaitApplied waits until this node has applied index, or ctx ends. It
-// reports whether the index was reached.
+// WaitApplied waits until this node's table reflects the command at index,
+// or ctx ends. It reports whether the index was reached. index must be a
+// command's index, as every index the API hands out is.
 func (n *Node) WaitApplied(ctx context.Context, index uint64) bool {
-	for n.raft.AppliedIndex() < index {
+	for n.fsm.Applied() < index {
 		if !sleepCtx(ctx, 2*time.Millisecond) {
 			return false
 		}

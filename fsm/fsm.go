@@ -10,6 +10,7 @@ import (
 	"io"
 	"sort"
 	"sync"
+	"sync/atomic"
 
 	"github.com/hashicorp/raft"
 )
@@ -62,6 +63,11 @@ type Result struct {
 type FSM struct {
 	observe func(Change)
 
+	// applied is the index of the last command applied. Raft's own
+	// AppliedIndex runs ahead of the FSM (it moves when entries are handed
+	// to the FSM goroutine), so readers that must see a write wait on this.
+	applied atomic.Uint64
+
 	mu         sync.RWMutex
 	byID       map[string]*Instance
 	byType     map[string][]*Instance // each slice sorted by id, never mutated after publication
@@ -90,6 +96,7 @@ func New(observe func(Change)) *FSM {
 func (f *FSM) Apply(l *raft.Log) interface{} {
 	cmd, err := Decode(l.Data)
 	if err != nil {
+		f.applied.Store(l.Index)
 		return &Result{Index: l.Index, Err: err}
 	}
 	return f.ApplyCommand(l.Index, cmd)
@@ -147,6 +154,7 @@ func (f *FSM) ApplyCommand(index uint64, cmd Command) *Result {
 		res.Err = fmt.Errorf("%w: unhandled %T", ErrBadCommand, cmd)
 	}
 	f.mu.Unlock()
+	f.applied.Store(index)
 
 	for _, ch := range changes {
 		f.observe(ch)
@@ -227,6 +235,11 @@ func (f *FSM) All() ([]Instance, uint64) {
 	return out, f.lastChange
 }
 
+// Applied returns the index of the last command applied (or restored from a
+// snapshot). Every write a client was answered for is a command, so once
+// Applied reaches its index, reads on this node reflect it.
+func (f *FSM) Applied() uint64 { return f.applied.Load() }
+
 // Len returns the number of instances.
 func (f *FSM) Len() int {
 	f.mu.RLock()
@@ -300,6 +313,7 @@ var ErrSnapshotVersion = errors.New("unsupported snapshot version")
 
 type snapshotData struct {
 	Version    int               `json:"version"`
+	Applied    uint64            `json:"applied"`
 	LastChange uint64            `json:"last_change"`
 	TypeIndex  map[string]uint64 `json:"type_index"`
 	Nodes      map[string]string `json:"nodes"`
@@ -312,6 +326,7 @@ func (f *FSM) Snapshot() (raft.FSMSnapshot, error) {
 	f.mu.RLock()
 	defer f.mu.RUnlock()
 	s := &snapshot{
+		applied:    f.applied.Load(),
 		lastChange: f.lastChange,
 		typeIndex:  make(map[string]uint64, len(f.typeIndex)),
 		nodes:      make(map[string]string, len(f.nodes)),
@@ -330,6 +345,7 @@ func (f *FSM) Snapshot() (raft.FSMSnapshot, error) {
 }
 
 type snapshot struct {
+	applied    uint64
 	lastChange uint64
 	typeIndex  map[string]uint64
 	nodes      map[string]string
@@ -339,6 +355,7 @@ type snapshot struct {
 func (s *snapshot) Persist(sink raft.SnapshotSink) error {
 	data := snapshotData{
 		Version:    SnapshotVersion,
+		Applied:    s.applied,
 		LastChange: s.lastChange,
 		TypeIndex:  s.typeIndex,
 		Nodes:      s.nodes,
@@ -398,6 +415,7 @@ func (f *FSM) Restore(rc io.ReadCloser) error {
 	oldByID := f.byID
 	f.byID, f.byType, f.typeIndex, f.lastChange, f.nodes = byID, byType, data.TypeIndex, data.LastChange, data.Nodes
 	f.mu.Unlock()
+	f.applied.Store(data.Applied)
 
 	var changes []Change
 	for id, old := range oldByID {

@@ -174,6 +174,7 @@ func TestSnapshotRestoreRoundTrip(t *testing.T) {
 	require.NoError(t, g.Restore(io.NopCloser(bytes.NewReader(data))))
 	assert.Equal(t, f.TableHash(), g.TableHash())
 	assert.Equal(t, f.LastChange(), g.LastChange())
+	assert.Equal(t, uint64(4), g.Applied(), "the applied index survives a snapshot")
 	_, echoIdx := g.InstancesOf("echo")
 	assert.Equal(t, uint64(4), echoIdx)
 	addr, _ := g.NodeHTTPAddr("n1")
