@@ -1,0 +1,51 @@
+package main
+
+import (
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+func TestAgentConfigValidate(t *testing.T) {
+	base := func() AgentConfig {
+		return AgentConfig{ID: "n1", RaftAddr: "127.0.0.1:7001", HTTPAddr: "127.0.0.1:8001", DataDir: "/tmp/x"}
+	}
+	tests := []struct {
+		name    string
+		mutate  func(*AgentConfig)
+		wantErr string
+	}{
+		{"peers", func(c *AgentConfig) { c.Peers = "n1=127.0.0.1:7001,n2=127.0.0.1:7002" }, ""},
+		{"join", func(c *AgentConfig) { c.Join = "http://127.0.0.1:8002" }, ""},
+		{"neither peers nor join", func(c *AgentConfig) {}, "exactly one"},
+		{"both", func(c *AgentConfig) { c.Peers = "n1=127.0.0.1:7001"; c.Join = "http://x:1" }, "exactly one"},
+		{"peer without id", func(c *AgentConfig) { c.Peers = "=127.0.0.1:7001" }, "not id=host:port"},
+		{"peer without port", func(c *AgentConfig) { c.Peers = "n1=127.0.0.1" }, "missing port"},
+		{"no id", func(c *AgentConfig) { c.ID = ""; c.Peers = "n1=127.0.0.1:7001" }, "required"},
+		{"bad log level", func(c *AgentConfig) { c.Peers = "n1=127.0.0.1:7001"; c.LogLevel = "loud" }, "log-level"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			c := base()
+			tc.mutate(&c)
+			err := c.Validate()
+			if tc.wantErr == "" {
+				require.NoError(t, err)
+				assert.Equal(t, "n1", c.Node.ID)
+				assert.Equal(t, "info", c.LogLevel)
+				return
+			}
+			require.Error(t, err)
+			assert.Contains(t, err.Error(), tc.wantErr)
+		})
+	}
+}
+
+func TestParsePeers(t *testing.T) {
+	peers, err := parsePeers("n1=127.0.0.1:7001, n2=127.0.0.1:7002")
+	require.NoError(t, err)
+	require.Len(t, peers, 2)
+	assert.Equal(t, "n2", peers[1].ID)
+	assert.Equal(t, "127.0.0.1:7002", peers[1].RaftAddr)
+}
