@@ -26,6 +26,9 @@ type Peer interface {
 	Join(ctx context.Context, target string, m Member) error
 	// RemoveMember asks the leader at httpAddr to remove a server.
 	RemoveMember(ctx context.Context, httpAddr string, id string) error
+	// ReadIndex asks the leader at httpAddr for a read index (see
+	// Node.ReadIndex).
+	ReadIndex(ctx context.Context, httpAddr string) (uint64, error)
 	// Status reads another node's own view.
 	Status(ctx context.Context, httpAddr string) (Status, error)
 }
@@ -82,6 +85,10 @@ type Config struct {
 	// (default 1 s); a verification makes ProbeAttempts of them (default 2).
 	ProbeTimeout  time.Duration
 	ProbeAttempts int
+	// MaxStaleness is how long a follower keeps serving default reads
+	// without hearing from a leader (default 2 s); after that only stale
+	// reads are served.
+	MaxStaleness time.Duration
 }
 
 // Validate checks c and applies defaults.
@@ -131,6 +138,7 @@ func (c *Config) Validate() error {
 	setDefault(&c.SnapshotInterval, 30*time.Second)
 	setDefault(&c.WriteHold, 5*time.Second)
 	setDefault(&c.ProbeTimeout, time.Second)
+	setDefault(&c.MaxStaleness, 2*time.Second)
 	if c.SnapshotThreshold == 0 {
 		c.SnapshotThreshold = 8192
 	}

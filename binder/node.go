@@ -29,6 +29,8 @@ type Status struct {
 	LastLogIndex uint64
 	Services     int
 	TableHash    string
+	CaughtUp     bool
+	LastContact  time.Duration // -1: never heard from a leader
 }
 
 // Member is one server of the Raft configuration.
@@ -53,8 +55,10 @@ type Node struct {
 	store  *raftboltdb.BoltStore
 	resume bool // the data dir held Raft state at start
 
-	changes *notifier
-	cursors sync.Map // type -> *atomic.Uint64
+	changes  *notifier
+	cursors  sync.Map // type -> *atomic.Uint64
+	lead     leadership
+	caughtUp atomic.Bool
 
 	verifyMu  sync.Mutex
 	verifying map[string]*verification
@@ -154,6 +158,8 @@ func New(cfg Config) (*Node, error) {
 	} else if n.resume {
 		n.log.Info("resuming from existing raft state", "last_index", r.LastIndex())
 	}
+	n.wg.Add(1)
+	go n.watchLeadership()
 	return n, nil
 }
 
@@ -175,6 +181,7 @@ func (n *Node) Run(ctx context.Context) error {
 			return err
 		}
 	}
+	go n.catchUp(ctx)
 	n.announce(ctx)
 	<-ctx.Done()
 	return nil
@@ -278,6 +285,8 @@ func (n *Node) Status() Status {
 		LastLogIndex: n.raft.LastIndex(),
 		Services:     n.fsm.Len(),
 		TableHash:    n.fsm.TableHash(),
+		CaughtUp:     n.caughtUp.Load(),
+		LastContact:  n.LastContact(),
 	}
 }
 

@@ -30,6 +30,8 @@ type Client struct {
 	hc        *http.Client
 	timeout   time.Duration
 	onRequest func(string)
+	// staleFallback: see Config.NoStaleFallback.
+	staleFallback bool
 
 	// life ends when Close is called; Watch loops derive from it.
 	life     context.Context
@@ -67,14 +69,15 @@ func New(cfg Config) (*Client, error) {
 	}
 	life, stop := context.WithCancel(context.Background())
 	return &Client{
-		binders:   cfg.Binders,
-		hc:        hc,
-		timeout:   cfg.RequestTimeout,
-		onRequest: cfg.OnRequest,
-		life:      life,
-		stopLife:  stop,
-		cache:     map[string]Instance{},
-		epoch:     map[string]uint64{},
+		binders:       cfg.Binders,
+		hc:            hc,
+		timeout:       cfg.RequestTimeout,
+		onRequest:     cfg.OnRequest,
+		staleFallback: !cfg.NoStaleFallback,
+		life:          life,
+		stopLife:      stop,
+		cache:         map[string]Instance{},
+		epoch:         map[string]uint64{},
 	}, nil
 }
 

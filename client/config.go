@@ -35,6 +35,13 @@ type Config struct {
 	// each attempt, possibly from several goroutines at once. It exists for
 	// tests and metrics and must be fast.
 	OnRequest func(binder string)
+
+	// NoStaleFallback turns off the lookups' last resort: when no binder
+	// can serve a default read (no leader in reach, or every reachable
+	// binder is catching up after a restart), Lookup and Resolve ask again
+	// with ?stale=true rather than fail, so lookups keep working while a
+	// single binder is up.
+	NoStaleFallback bool
 }
 
 // Validate normalises the binder URLs and applies defaults in place. It

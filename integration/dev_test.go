@@ -145,6 +145,9 @@ func waitReadyAt(t *testing.T, c *cluster, idx []int) {
 			if code, err := getJSON(c.nodes[i].url()+"/v1/cluster", &cl); code != 200 || cl.Leader == "" {
 				return false, fmt.Sprintf("%s: %d %v leader=%q", c.nodes[i].id, code, err, cl.Leader)
 			}
+			if st, err := c.status(i); err != nil || !st.CaughtUp {
+				return false, fmt.Sprintf("%s not caught up (%v)", c.nodes[i].id, err)
+			}
 		}
 		return true, ""
 	})

@@ -262,6 +262,9 @@ func (c *cluster) waitReady() {
 			if cl.Leader == "" || (leader != "" && cl.Leader != leader) {
 				return false, fmt.Sprintf("%s sees leader %q", c.nodes[i].id, cl.Leader)
 			}
+			if st, err := c.status(i); err != nil || !st.CaughtUp {
+				return false, fmt.Sprintf("%s not caught up (%v)", c.nodes[i].id, err)
+			}
 			leader = cl.Leader
 			for _, m := range cl.Members {
 				if m.HTTPAddr == "" {

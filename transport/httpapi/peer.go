@@ -54,6 +54,13 @@ func (p *PeerClient) RemoveMember(ctx context.Context, httpAddr, id string) erro
 	return p.do(ctx, http.MethodDelete, baseURL(httpAddr)+"/v1/cluster/members/"+id, nil, nil)
 }
 
+// ReadIndex asks the leader at httpAddr for a read index.
+func (p *PeerClient) ReadIndex(ctx context.Context, httpAddr string) (uint64, error) {
+	var resp wire.IndexResponse
+	err := p.do(ctx, http.MethodGet, baseURL(httpAddr)+"/v1/internal/read-index", nil, &resp)
+	return resp.Index, err
+}
+
 // Status reads another node's view of itself.
 func (p *PeerClient) Status(ctx context.Context, httpAddr string) (binder.Status, error) {
 	var st wire.Status
@@ -61,7 +68,8 @@ func (p *PeerClient) Status(ctx context.Context, httpAddr string) (binder.Status
 		return binder.Status{}, err
 	}
 	return binder.Status{ID: st.ID, State: st.State, Leader: st.Leader, Term: st.Term,
-		AppliedIndex: st.AppliedIndex, LastLogIndex: st.LastLogIndex, Services: st.Services, TableHash: st.TableHash}, nil
+		AppliedIndex: st.AppliedIndex, LastLogIndex: st.LastLogIndex, Services: st.Services, TableHash: st.TableHash,
+		CaughtUp: st.CaughtUp}, nil
 }
 
 // do sends one request and maps the answer onto binder's sentinel errors.

@@ -42,6 +42,10 @@ type Binder interface {
 	WaitIndex(ctx context.Context, typ string, after uint64) bool
 	Report(ctx context.Context, id string) (binder.Verdict, uint64, error)
 	WaitApplied(ctx context.Context, index uint64) bool
+	ConsistentRead(ctx context.Context) error
+	ReadAllowed() error
+	ReadIndex(ctx context.Context) (uint64, error)
+	LastContact() time.Duration
 	Cluster(ctx context.Context) (string, []binder.Member)
 	Status() binder.Status
 	Join(ctx context.Context, m binder.Member) error
@@ -75,6 +79,7 @@ func NewServer(b Binder, logger hclog.Logger) *Server {
 	s.mux.HandleFunc("DELETE /v1/cluster/members/{id}", s.removeMember)
 	s.mux.HandleFunc("GET /v1/status", s.status)
 	s.mux.HandleFunc("POST /v1/internal/apply", s.internalApply)
+	s.mux.HandleFunc("GET /v1/internal/read-index", s.internalReadIndex)
 	s.mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
 	})
@@ -159,7 +164,7 @@ func (s *Server) lookup(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	wait, ok := parseWait(w, r)
-	if !ok || !s.caughtUpTo(w, r) {
+	if !ok || !s.readable(w, r) {
 		return
 	}
 	var inst fsm.Instance
@@ -175,6 +180,8 @@ func (s *Server) lookup(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, err)
 		return
 	}
+	_, idx := s.b.ServicesOf(typ)
+	w.Header().Set(wire.HeaderIndex, strconv.FormatUint(idx, 10))
 	writeJSON(w, http.StatusOK, toWire(inst))
 }
 
@@ -205,6 +212,60 @@ func (s *Server) servicesOf(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, wire.ServicesResponse{Services: toWireList(list)})
 }
 
+// readable applies a read's consistency mode (?consistent=true,
+// ?stale=true, or the default), then ?min_index, and sets the freshness
+// headers. It answers the request itself when the read cannot be served.
+func (s *Server) readable(w http.ResponseWriter, r *http.Request) bool {
+	q := r.URL.Query()
+	consistent, cerr := boolParam(q.Get("consistent"))
+	stale, serr := boolParam(q.Get("stale"))
+	switch {
+	case cerr != nil || serr != nil:
+		writeError(w, http.StatusBadRequest, "", "consistent and stale take true or false")
+		return false
+	case consistent && stale:
+		writeError(w, http.StatusBadRequest, "", "consistent and stale are exclusive")
+		return false
+	case consistent:
+		if err := s.b.ConsistentRead(r.Context()); err != nil {
+			s.fail(w, r, err)
+			return false
+		}
+	case !stale:
+		if err := s.b.ReadAllowed(); err != nil {
+			s.fail(w, r, fmt.Errorf("%w; ?stale=true reads this node's table anyway", err))
+			return false
+		}
+	}
+	if lc := s.b.LastContact(); lc >= 0 {
+		w.Header().Set(wire.HeaderLastContact, strconv.FormatInt(lc.Milliseconds(), 10))
+	}
+	return s.caughtUpTo(w, r)
+}
+
+func millis(d time.Duration) int64 {
+	if d < 0 {
+		return -1
+	}
+	return d.Milliseconds()
+}
+
+func boolParam(v string) (bool, error) {
+	if v == "" {
+		return false, nil
+	}
+	return strconv.ParseBool(v)
+}
+
+func (s *Server) internalReadIndex(w http.ResponseWriter, r *http.Request) {
+	idx, err := s.b.ReadIndex(r.Context())
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, wire.IndexResponse{Index: idx})
+}
+
 // caughtUpTo implements ?min_index=N: a read that must reflect index N
 // waits, briefly, for this node to apply it, else answers 503 so that the
 // client asks another node.
@@ -229,7 +290,7 @@ func (s *Server) caughtUpTo(w http.ResponseWriter, r *http.Request) bool {
 
 // block implements ?index=N&wait=D: wait until the index passes N.
 func (s *Server) block(w http.ResponseWriter, r *http.Request, typ string) bool {
-	if !s.caughtUpTo(w, r) {
+	if !s.readable(w, r) {
 		return false
 	}
 	q := r.URL.Query()
@@ -261,7 +322,7 @@ func (s *Server) block(w http.ResponseWriter, r *http.Request, typ string) bool 
 
 func (s *Server) report(w http.ResponseWriter, r *http.Request) {
 	var req wire.ReportRequest
-	if !decodeBody(w, r, &req) || !s.caughtUpTo(w, r) {
+	if !decodeBody(w, r, &req) || !s.readable(w, r) {
 		return
 	}
 	if req.ID == "" {
@@ -311,7 +372,8 @@ func (s *Server) status(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, wire.Status{
 		ID: st.ID, State: st.State, Leader: st.Leader, Term: st.Term,
 		AppliedIndex: st.AppliedIndex, LastLogIndex: st.LastLogIndex,
-		Services: st.Services, TableHash: st.TableHash,
+		Services: st.Services, TableHash: st.TableHash, CaughtUp: st.CaughtUp,
+		LastContactMs: millis(st.LastContact),
 	})
 }
 
@@ -344,6 +406,10 @@ func (s *Server) fail(w http.ResponseWriter, r *http.Request, err error) {
 		status, code = http.StatusServiceUnavailable, wire.CodeNoLeader
 	case errors.Is(err, binder.ErrOutcomeUnknown):
 		status, code = http.StatusServiceUnavailable, wire.CodeOutcomeUnknown
+	case errors.Is(err, binder.ErrCatchingUp):
+		status, code = http.StatusServiceUnavailable, wire.CodeCatchingUp
+	case errors.Is(err, binder.ErrStale):
+		status, code = http.StatusServiceUnavailable, wire.CodeStale
 	case errors.Is(err, binder.ErrShutdown), errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
 		status = http.StatusServiceUnavailable
 	}

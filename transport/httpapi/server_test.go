@@ -54,7 +54,7 @@ func newAPI(t *testing.T) *httptest.Server {
 		peer.Close()
 	})
 	deadline := time.Now().Add(10 * time.Second)
-	for !node.IsLeader() {
+	for !node.IsLeader() || !node.CaughtUp() {
 		require.True(t, time.Now().Before(deadline), "single node never led")
 		time.Sleep(10 * time.Millisecond)
 	}

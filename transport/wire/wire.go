@@ -15,6 +15,10 @@ const (
 	// HeaderIndex carries the Raft index of the last change to what a
 	// response returns; a blocking query passes it back as ?index=.
 	HeaderIndex = "X-Lieur-Index"
+	// HeaderLastContact carries the milliseconds since the answering node
+	// last heard from the leader (0 on the leader), so a client can judge
+	// how fresh a read is.
+	HeaderLastContact = "X-Lieur-Last-Contact"
 )
 
 // Error codes carried beside the message in an error body, for callers that
@@ -33,6 +37,12 @@ const (
 	// CodeBehind: the node has not applied the min_index a read asked for;
 	// another node may have.
 	CodeBehind = "behind"
+	// CodeCatchingUp: the node restarted and has not yet applied what the
+	// leader had committed; ?stale=true reads it anyway.
+	CodeCatchingUp = "catching_up"
+	// CodeStale: the node has not heard from a leader recently (it may be
+	// cut off); ?stale=true reads it anyway.
+	CodeStale = "stale"
 )
 
 // Error is the body of every non-2xx response.
@@ -121,6 +131,12 @@ type Status struct {
 	LastLogIndex uint64 `json:"last_log_index"`
 	Services     int    `json:"services"`
 	TableHash    string `json:"table_hash"`
+	// CaughtUp is false on a node that restarted and has not yet applied
+	// what the leader had committed; it then refuses default reads.
+	CaughtUp bool `json:"caught_up"`
+	// LastContactMs is the milliseconds since this node last heard from
+	// the leader: 0 on the leader, -1 when it never has.
+	LastContactMs int64 `json:"last_contact_ms"`
 }
 
 // JoinRequest is the body of POST /v1/cluster/join.

@@ -1,0 +1,204 @@
+package binder
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/hashicorp/raft"
+)
+
+// Read modes, strongest first:
+//
+//   - consistent (ConsistentRead): linearizable. The leader confirms it
+//     still leads (VerifyLeader, only once its first Barrier of the term has
+//     applied everything earlier leaders committed); a follower asks the
+//     leader for a read index and waits until its own table reflects it.
+//   - default (ReadAllowed): served from local memory by a node that has
+//     caught up since it started and has heard from a leader within
+//     MaxStaleness. May lag the leader by the replication delay.
+//   - stale: served from local memory, always.
+
+// ErrCatchingUp is returned for default reads on a node that has not yet
+// applied what the leader had committed when it first heard from it after
+// starting (hashicorp/raft does not persist the commit index, so a
+// restarted node would otherwise serve its snapshot-era table).
+var ErrCatchingUp = errors.New("catching up")
+
+// ErrStale is returned for default reads on a node that has not heard from
+// a leader for longer than MaxStaleness (for instance, cut off in a
+// minority).
+var ErrStale = errors.New("no recent contact with a leader")
+
+// leadership tracks whether this node leads and has applied its first
+// barrier of the term. gen changes at every transition so a slow barrier of
+// an earlier term cannot mark a later one ready.
+type leadership struct {
+	mu    sync.Mutex
+	gen   uint64
+	ready bool
+}
+
+// transition starts a new leadership generation, not ready.
+func (l *leadership) transition() uint64 {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.gen++
+	l.ready = false
+	return l.gen
+}
+
+// markReady marks generation gen ready, unless a transition came since.
+func (l *leadership) markReady(gen uint64) bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.gen != gen {
+		return false
+	}
+	l.ready = true
+	return true
+}
+
+func (l *leadership) current(gen uint64) bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.gen == gen
+}
+
+func (l *leadership) isReady() bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.ready
+}
+
+func (n *Node) watchLeadership() {
+	defer n.wg.Done()
+	for {
+		select {
+		case <-n.ctx.Done():
+			return
+		case leading := <-n.raft.LeaderCh():
+			gen := n.lead.transition()
+			if !leading {
+				continue
+			}
+			n.wg.Add(1)
+			go func() {
+				defer n.wg.Done()
+				// The barrier applies every entry committed by earlier
+				// leaders before this one serves consistent reads.
+				for n.ctx.Err() == nil && n.lead.current(gen) {
+					if err := n.raft.Barrier(10 * time.Second).Error(); err == nil {
+						if n.lead.markReady(gen) {
+							n.log.Info("leader ready: barrier applied", "applied", n.fsm.Applied())
+						}
+						return
+					} else if errors.Is(err, raft.ErrNotLeader) || errors.Is(err, raft.ErrLeadershipLost) || errors.Is(err, raft.ErrRaftShutdown) {
+						return
+					}
+				}
+			}()
+		}
+	}
+}
+
+// ReadIndex is the leader's side of a read-index request: the index of the
+// last command applied here, taken once leadership is confirmed. Any write
+// acknowledged before the call has an index at most this one.
+func (n *Node) ReadIndex(ctx context.Context) (uint64, error) {
+	if n.raft.State() != raft.Leader {
+		return 0, ErrNotLeader
+	}
+	for !n.lead.isReady() {
+		if n.raft.State() != raft.Leader {
+			return 0, ErrNotLeader
+		}
+		if !sleepCtx(ctx, 2*time.Millisecond) {
+			return 0, fmt.Errorf("%w: leader not ready: %v", ErrNoLeader, ctx.Err())
+		}
+	}
+	idx := n.fsm.Applied()
+	if err := n.raft.VerifyLeader().Error(); err != nil {
+		return 0, fmt.Errorf("%w: %v", ErrNotLeader, err)
+	}
+	return idx, nil
+}
+
+// ConsistentRead returns once this node's table reflects every write
+// acknowledged before the call: reads that follow are linearizable. Without
+// a reachable leader it retries up to the write hold timeout, then fails
+// with ErrNoLeader.
+func (n *Node) ConsistentRead(ctx context.Context) error {
+	ctx, cancel := context.WithTimeout(ctx, n.cfg.WriteHold)
+	defer cancel()
+	for attempt := 1; ; attempt++ {
+		var err error
+		if n.raft.State() == raft.Leader {
+			_, err = n.ReadIndex(ctx)
+		} else if addr, lerr := n.leaderHTTPAddr(); lerr != nil {
+			err = lerr
+		} else {
+			var idx uint64
+			if idx, err = n.cfg.Peer.ReadIndex(ctx, addr); err == nil && !n.WaitApplied(ctx, idx) {
+				err = fmt.Errorf("%w: index %d not applied here in time", ErrNoLeader, idx)
+			}
+		}
+		if err == nil {
+			return nil
+		}
+		if !(errors.Is(err, ErrNotLeader) || errors.Is(err, ErrNoLeader) || errors.Is(err, ErrOutcomeUnknown)) {
+			return err
+		}
+		if !sleepCtx(ctx, backoff(attempt)) {
+			return fmt.Errorf("consistent read: %w", err)
+		}
+	}
+}
+
+// ReadAllowed says whether this node may serve a default (non-stale) read.
+func (n *Node) ReadAllowed() error {
+	if !n.caughtUp.Load() {
+		return ErrCatchingUp
+	}
+	if n.raft.State() == raft.Leader {
+		return nil
+	}
+	if _, leader := n.raft.LeaderWithID(); leader == "" {
+		return fmt.Errorf("%w: no known leader", ErrStale)
+	}
+	if since := time.Since(n.raft.LastContact()); since > n.cfg.MaxStaleness {
+		return fmt.Errorf("%w for %s", ErrStale, since.Round(time.Millisecond))
+	}
+	return nil
+}
+
+// LastContact is how long ago this node last heard from the leader; zero
+// on the leader itself.
+func (n *Node) LastContact() time.Duration {
+	if n.raft.State() == raft.Leader {
+		return 0
+	}
+	t := n.raft.LastContact()
+	if t.IsZero() {
+		return -1
+	}
+	return time.Since(t)
+}
+
+// CaughtUp reports whether the node has caught up since it started.
+func (n *Node) CaughtUp() bool { return n.caughtUp.Load() }
+
+// catchUp marks the node caught up once it has applied what the leader had
+// when they first spoke.
+func (n *Node) catchUp(ctx context.Context) {
+	for attempt := 1; ctx.Err() == nil; attempt++ {
+		if err := n.ConsistentRead(ctx); err == nil {
+			n.caughtUp.Store(true)
+			n.log.Info("caught up with the leader", "applied", n.fsm.Applied())
+			return
+		}
+		sleepCtx(ctx, backoff(attempt))
+	}
+}
