@@ -126,13 +126,38 @@ func TestRandomChoiceCoversAllBinders(t *testing.T) {
 	}
 }
 
+// With no binder able to serve a default read, a lookup asks once more for
+// a stale answer from each binder's memory.
+func TestLookupFallsBackToStale(t *testing.T) {
+	tab := newTable()
+	tab.register(wire.Instance{ID: "w1", Type: "web", Address: "10.0.0.1", Port: 80})
+	bs := []*fakeBinder{newFakeBinder(t, "n1", tab), newFakeBinder(t, "n2", tab)}
+	for _, b := range bs {
+		refuse := failWith(http.StatusServiceUnavailable, wire.CodeStale)
+		b.setInject(func(w http.ResponseWriter, r *http.Request) bool {
+			if r.URL.Query().Get("stale") == "true" {
+				return false
+			}
+			return refuse(w, r)
+		})
+	}
+	c, att := newTestClient(t, urlsOf(bs...), nil)
+	inst, err := c.Lookup(testCtx(t), "web")
+	if err != nil || inst.ID != "w1" {
+		t.Fatalf("Lookup = %+v, %v; want w1 from the stale fallback", inst, err)
+	}
+	if got := att.take(); len(got) != 3 {
+		t.Errorf("attempts %q: want both binders refused, then one stale answer", got)
+	}
+}
+
 func TestEachBinderTriedOncePerCall(t *testing.T) {
 	tab := newTable()
 	bs := []*fakeBinder{newFakeBinder(t, "n1", tab), newFakeBinder(t, "n2", tab), newFakeBinder(t, "n3", tab)}
 	for _, b := range bs {
 		b.setInject(failWith(http.StatusServiceUnavailable, wire.CodeNoLeader))
 	}
-	c, att := newTestClient(t, urlsOf(bs...), nil)
+	c, att := newTestClient(t, urlsOf(bs...), func(cfg *Config) { cfg.NoStaleFallback = true })
 
 	_, err := c.Lookup(testCtx(t), "web")
 	if !errors.Is(err, ErrNoBinder) {
