@@ -209,7 +209,7 @@ func (n *Node) announce(ctx context.Context) {
 		if addr, ok := n.fsm.NodeHTTPAddr(n.cfg.ID); ok && addr == n.cfg.HTTPAddr {
 			return
 		}
-		_, err := n.apply(ctx, fsm.NodeMetaCmd{NodeID: n.cfg.ID, HTTPAddr: n.cfg.HTTPAddr})
+		_, err := n.apply(ctx, fsm.NodeMetaCmd{NodeID: n.cfg.ID, HTTPAddr: n.cfg.HTTPAddr}, true)
 		if err == nil {
 			n.log.Info("announced http address", "http_addr", n.cfg.HTTPAddr)
 			return

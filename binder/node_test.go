@@ -140,7 +140,7 @@ func TestWriteThroughFollowerIsReadBackThere(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, idx, inst.Index)
 
-	_, err = f.Deregister(ctx, "nope")
+	_, err = f.Deregister(ctx, "nope", "")
 	assert.ErrorIs(t, err, binder.ErrUnknownID)
 	_, _, err = f.Register(ctx, binder.Registration{Type: "Bad", Address: "127.0.0.1", Port: 1})
 	assert.ErrorIs(t, err, binder.ErrInvalid)

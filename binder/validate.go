@@ -53,6 +53,22 @@ func ValidateID(id string) error {
 	return nil
 }
 
+// MaxRequestIDLen bounds a request id.
+const MaxRequestIDLen = 64
+
+var requestIDRe = regexp.MustCompile(`^[A-Za-z0-9._-]+$`)
+
+// ValidateRequestID checks an optional idempotency key.
+func ValidateRequestID(id string) error {
+	if id == "" {
+		return nil
+	}
+	if len(id) > MaxRequestIDLen || !requestIDRe.MatchString(id) {
+		return fmt.Errorf("%w: request id %q must be 1 to %d letters, digits, '.', '_' or '-'", ErrInvalid, truncate(id), MaxRequestIDLen)
+	}
+	return nil
+}
+
 // Normalize validates r and fills in its default id.
 func (r *Registration) Normalize() error {
 	if err := ValidateType(r.Type); err != nil {

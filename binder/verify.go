@@ -43,6 +43,8 @@ func (n *Node) Report(ctx context.Context, id string) (Verdict, uint64, error) {
 	if err := ValidateID(id); err != nil {
 		return "", 0, err
 	}
+	// A resent report needs no key: it joins the running verification, or
+	// finds the instance removed recently, or probes again.
 	inst, ok := n.fsm.Get(id)
 	if !ok {
 		if n.removedRecently(id) {
@@ -89,7 +91,9 @@ func (n *Node) verify(inst fsm.Instance, v *verification) {
 		v.verdict = VerdictAlive
 		return
 	}
-	idx, err := n.apply(ctx, fsm.RemoveCmd{ID: inst.ID, RegIndex: inst.Index, Reason: fsm.ReasonReportedDown})
+	// Naming the registration makes the removal idempotent: a resend that
+	// finds it gone or replaced changes nothing.
+	idx, err := n.apply(ctx, fsm.RemoveCmd{ID: inst.ID, RegIndex: inst.Index, Reason: fsm.ReasonReportedDown}, true)
 	if err == nil {
 		v.index = idx
 	}

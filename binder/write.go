@@ -32,19 +32,26 @@ func (n *Node) Register(ctx context.Context, r Registration) (string, uint64, er
 	if err := r.Normalize(); err != nil {
 		return "", 0, err
 	}
-	idx, err := n.apply(ctx, fsm.RegisterCmd{ID: r.ID, Type: r.Type, Address: r.Address, Port: r.Port, Meta: r.Meta})
+	// Registering an id again replaces it with the same content, so a
+	// registration whose outcome is unknown may be sent again.
+	idx, err := n.apply(ctx, fsm.RegisterCmd{ID: r.ID, Type: r.Type, Address: r.Address, Port: r.Port, Meta: r.Meta}, true)
 	if err != nil {
 		return "", 0, fmt.Errorf("register %s: %w", r.ID, err)
 	}
 	return r.ID, idx, nil
 }
 
-// Deregister removes an instance at its owner's request.
-func (n *Node) Deregister(ctx context.Context, id string) (uint64, error) {
+// Deregister removes an instance at its owner's request. With a request id
+// the removal is applied once however often it is sent, so it is retried
+// when its outcome is unknown; without one it is not.
+func (n *Node) Deregister(ctx context.Context, id, requestID string) (uint64, error) {
 	if err := ValidateID(id); err != nil {
 		return 0, err
 	}
-	idx, err := n.apply(ctx, fsm.DeregisterCmd{ID: id})
+	if err := ValidateRequestID(requestID); err != nil {
+		return 0, err
+	}
+	idx, err := n.apply(ctx, fsm.DeregisterCmd{ID: id, RequestID: requestID}, requestID != "")
 	if err != nil {
 		return 0, fmt.Errorf("deregister %s: %w", id, err)
 	}
@@ -63,9 +70,9 @@ func (n *Node) ApplyLocal(ctx context.Context, data []byte) (uint64, error) {
 
 // apply commits cmd through the leader: directly when this node leads,
 // forwarded otherwise. While there is no leader, or the leader is not
-// reachable yet, it retries with jitter up to the hold timeout. It never
-// retries a command whose outcome is unknown.
-func (n *Node) apply(ctx context.Context, cmd fsm.Command) (uint64, error) {
+// reachable yet, it retries with jitter up to the hold timeout. It retries
+// a command whose outcome is unknown only when the command is idempotent.
+func (n *Node) apply(ctx context.Context, cmd fsm.Command, idempotent bool) (uint64, error) {
 	data, err := fsm.Encode(cmd)
 	if err != nil {
 		return 0, err
@@ -86,7 +93,8 @@ func (n *Node) apply(ctx context.Context, cmd fsm.Command) (uint64, error) {
 				n.awaitApplied(ctx, idx)
 			}
 		}
-		if err == nil || !(errors.Is(err, ErrNotLeader) || errors.Is(err, ErrNoLeader)) {
+		retry := errors.Is(err, ErrNotLeader) || errors.Is(err, ErrNoLeader) || (idempotent && errors.Is(err, ErrOutcomeUnknown))
+		if err == nil || !retry {
 			return idx, err
 		}
 		last = err

@@ -126,9 +126,10 @@ func (c *Client) isClosed() bool {
 // call describes one API request, independent of the binder it goes to.
 type call struct {
 	method string
-	path   string     // escaped path, without the binder's base
-	query  url.Values // sent with every attempt; wait is added per attempt
-	body   any        // JSON-encoded when not nil
+	path   string      // escaped path, without the binder's base
+	query  url.Values  // sent with every attempt; wait is added per attempt
+	body   any         // JSON-encoded when not nil
+	header http.Header // extra request headers
 
 	// idempotent: the request may be sent again after it may have reached
 	// a binder.
@@ -268,6 +269,9 @@ func (c *Client) attempt(ctx context.Context, binder string, cl *call, body []by
 	req, err := http.NewRequestWithContext(actx, cl.method, target, rd)
 	if err != nil {
 		return nil, &notSentError{fmt.Errorf("build request: %w", err)}
+	}
+	for k, v := range cl.header {
+		req.Header[k] = v
 	}
 	req.Header.Set("Accept", "application/json")
 	if body != nil {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"net/http"
+	"sync"
 	"testing"
 	"time"
 
@@ -325,15 +326,45 @@ func TestClientErrorsAreFinal(t *testing.T) {
 	}
 }
 
+// A deregistration carries a request id, the same on every attempt, which
+// makes a resend after an unknown outcome safe.
+func TestDeregisterResendsWithOneRequestID(t *testing.T) {
+	tab := newTable()
+	tab.register(wire.Instance{ID: "web-1", Type: "web", Address: "10.0.0.1", Port: 80})
+	bs := []*fakeBinder{newFakeBinder(t, "n1", tab), newFakeBinder(t, "n2", tab)}
+	var mu sync.Mutex
+	var ids []string
+	for _, b := range bs {
+		b.setInject(func(w http.ResponseWriter, r *http.Request) bool {
+			mu.Lock()
+			ids = append(ids, r.Header.Get(wire.HeaderRequestID))
+			first := len(ids) == 1
+			mu.Unlock()
+			if first {
+				return hangUp(w, r)
+			}
+			return false
+		})
+	}
+	c, att := newTestClient(t, urlsOf(bs...), nil)
+	if _, err := c.Deregister(testCtx(t), "web-1"); err != nil {
+		t.Fatalf("Deregister after a hang-up: %v", err)
+	}
+	if n := att.count(); n != 2 {
+		t.Fatalf("%d attempts, want 2", n)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if len(ids) != 2 || ids[0] == "" || ids[0] != ids[1] {
+		t.Errorf("request ids %q: want one non-empty id on both attempts", ids)
+	}
+}
+
 func TestNonIdempotentWritesNotResent(t *testing.T) {
 	writes := []struct {
 		name string
 		run  func(ctx context.Context, c *Client) error
 	}{
-		{"deregister", func(ctx context.Context, c *Client) error {
-			_, err := c.Deregister(ctx, "web-1")
-			return err
-		}},
 		{"report", func(ctx context.Context, c *Client) error {
 			_, err := c.ReportDown(ctx, Instance{ID: "web-1", Type: "web"})
 			return err

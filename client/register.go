@@ -2,6 +2,8 @@ package client
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"net/http"
@@ -93,9 +95,10 @@ func (c *Client) Register(ctx context.Context, reg Registration) (*Registered, e
 
 // Deregister removes the registration id and returns the Raft index of the
 // removal. It fails with an error matching ErrUnknownID when no
-// registration has that id. It is not resent once a binder may have
-// received it: when the outcome cannot be known the error matches
-// ErrOutcomeUnknown.
+// registration has that id. Each call carries a fresh request id, which
+// the cluster applies once however often it arrives, so Deregister fails
+// over between binders like a read, even after an attempt whose outcome it
+// could not learn.
 func (c *Client) Deregister(ctx context.Context, id string) (uint64, error) {
 	if id == "" {
 		return 0, errors.New("client: deregister: empty id")
@@ -104,6 +107,9 @@ func (c *Client) Deregister(ctx context.Context, id string) (uint64, error) {
 		method:   http.MethodDelete,
 		path:     "/v1/services/" + url.PathEscape(id),
 		notFound: ErrUnknownID,
+		header:   http.Header{wire.HeaderRequestID: {newRequestID()}},
+		// The request id makes a resend harmless.
+		idempotent: true,
 	}
 	rep, err := c.do(ctx, cl)
 	if err != nil {
@@ -115,4 +121,11 @@ func (c *Client) Deregister(ctx context.Context, id string) (uint64, error) {
 	}
 	c.noteIndex(res.Index)
 	return res.Index, nil
+}
+
+// newRequestID returns 96 random bits in hex: unique without coordination.
+func newRequestID() string {
+	var b [12]byte
+	_, _ = rand.Read(b[:])
+	return hex.EncodeToString(b[:])
 }

@@ -52,8 +52,10 @@ type RegisterCmd struct {
 // DeregisterCmd removes an instance at its owner's request.
 type DeregisterCmd struct {
 	ID string `json:"id"`
-	// RequestID lets a retried deregistration be recognised; it is recorded
-	// but does not change the outcome (removing twice fails the second time).
+	// RequestID, when set, makes the command idempotent: a command with a
+	// request id already applied changes nothing and answers the first
+	// one's index, so a client may resend a deregistration whose outcome it
+	// could not know.
 	RequestID string `json:"request_id,omitempty"`
 }
 
@@ -65,6 +67,8 @@ type RemoveCmd struct {
 	ID       string `json:"id"`
 	RegIndex uint64 `json:"reg_index"`
 	Reason   string `json:"reason"`
+	// RequestID: as in DeregisterCmd.
+	RequestID string `json:"request_id,omitempty"`
 }
 
 // NodeMetaCmd records a binder's HTTP address so that every node can reach

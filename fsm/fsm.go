@@ -74,6 +74,36 @@ type FSM struct {
 	typeIndex  map[string]uint64      // last index that changed each type; kept after a type empties
 	lastChange uint64
 	nodes      map[string]string // node id -> HTTP address
+	requests   requestLog
+}
+
+// MaxRememberedRequests is how many request ids the table remembers; a
+// resend older than that many idempotent commands is applied again.
+const MaxRememberedRequests = 10000
+
+// requestLog remembers the last request ids applied, oldest first, with the
+// index of the command that carried each. It is part of the replicated
+// state (and of snapshots), so every node deduplicates alike.
+type requestLog struct {
+	index map[string]uint64
+	order []string
+}
+
+func (r *requestLog) seen(id string) (uint64, bool) {
+	idx, ok := r.index[id]
+	return idx, ok
+}
+
+func (r *requestLog) add(id string, index uint64) {
+	if r.index == nil {
+		r.index = map[string]uint64{}
+	}
+	r.index[id] = index
+	r.order = append(r.order, id)
+	if len(r.order) > MaxRememberedRequests {
+		delete(r.index, r.order[0])
+		r.order = r.order[1:]
+	}
 }
 
 // New returns an empty table. observe, if not nil, is called for every
@@ -109,6 +139,13 @@ func (f *FSM) ApplyCommand(index uint64, cmd Command) *Result {
 	res := &Result{Index: index}
 
 	f.mu.Lock()
+	if rid := requestID(cmd); rid != "" {
+		if first, dup := f.requests.seen(rid); dup {
+			f.mu.Unlock()
+			f.applied.Store(index)
+			return &Result{Index: first}
+		}
+	}
 	switch c := cmd.(type) {
 	case RegisterCmd:
 		inst := &Instance{ID: c.ID, Type: c.Type, Address: c.Address, Port: c.Port, Meta: c.Meta, Index: index}
@@ -153,6 +190,9 @@ func (f *FSM) ApplyCommand(index uint64, cmd Command) *Result {
 	default:
 		res.Err = fmt.Errorf("%w: unhandled %T", ErrBadCommand, cmd)
 	}
+	if rid := requestID(cmd); rid != "" && res.Err == nil {
+		f.requests.add(rid, index)
+	}
 	f.mu.Unlock()
 	f.applied.Store(index)
 
@@ -160,6 +200,16 @@ func (f *FSM) ApplyCommand(index uint64, cmd Command) *Result {
 		f.observe(ch)
 	}
 	return res
+}
+
+func requestID(cmd Command) string {
+	switch c := cmd.(type) {
+	case DeregisterCmd:
+		return c.RequestID
+	case RemoveCmd:
+		return c.RequestID
+	}
+	return ""
 }
 
 // linkLocked inserts inst, publishing a new sorted slice for its type.
@@ -318,6 +368,13 @@ type snapshotData struct {
 	TypeIndex  map[string]uint64 `json:"type_index"`
 	Nodes      map[string]string `json:"nodes"`
 	Services   []Instance        `json:"services"`
+	// Requests are the remembered request ids, oldest first.
+	Requests []rememberedRequest `json:"requests,omitempty"`
+}
+
+type rememberedRequest struct {
+	ID    string `json:"id"`
+	Index uint64 `json:"index"`
 }
 
 // Snapshot captures the table. It is cheap: instances are immutable, so it
@@ -341,6 +398,9 @@ func (f *FSM) Snapshot() (raft.FSMSnapshot, error) {
 	for _, inst := range f.byID {
 		s.services = append(s.services, inst)
 	}
+	for _, id := range f.requests.order {
+		s.requests = append(s.requests, rememberedRequest{ID: id, Index: f.requests.index[id]})
+	}
 	return s, nil
 }
 
@@ -350,6 +410,7 @@ type snapshot struct {
 	typeIndex  map[string]uint64
 	nodes      map[string]string
 	services   []*Instance
+	requests   []rememberedRequest
 }
 
 func (s *snapshot) Persist(sink raft.SnapshotSink) error {
@@ -360,6 +421,7 @@ func (s *snapshot) Persist(sink raft.SnapshotSink) error {
 		TypeIndex:  s.typeIndex,
 		Nodes:      s.nodes,
 		Services:   make([]Instance, len(s.services)),
+		Requests:   s.requests,
 	}
 	for i, inst := range s.services {
 		data.Services[i] = *inst
@@ -411,8 +473,14 @@ func (f *FSM) Restore(rc io.ReadCloser) error {
 		data.Nodes = map[string]string{}
 	}
 
+	var requests requestLog
+	for _, r := range data.Requests {
+		requests.add(r.ID, r.Index)
+	}
+
 	f.mu.Lock()
 	oldByID := f.byID
+	f.requests = requests
 	f.byID, f.byType, f.typeIndex, f.lastChange, f.nodes = byID, byType, data.TypeIndex, data.LastChange, data.Nodes
 	f.mu.Unlock()
 	f.applied.Store(data.Applied)

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"io"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -224,4 +225,41 @@ func TestSnapshotIsolatedFromLaterApplies(t *testing.T) {
 	all, _ := g.All()
 	require.Len(t, all, 1)
 	assert.Equal(t, "a", all[0].ID)
+}
+
+// A resent command with a request id already applied changes nothing and
+// answers the first one's index, also after a snapshot round trip.
+func TestRequestIDsDeduplicate(t *testing.T) {
+	f := New(nil)
+	apply(t, f, 1, reg("a", "echo", 1))
+	first := apply(t, f, 2, DeregisterCmd{ID: "a", RequestID: "r1"})
+	require.NoError(t, first.Err)
+	apply(t, f, 3, reg("a", "echo", 1))
+	again := apply(t, f, 4, DeregisterCmd{ID: "a", RequestID: "r1"})
+	require.NoError(t, again.Err)
+	assert.Equal(t, uint64(2), again.Index, "the resend answers the first index")
+	assert.Equal(t, 1, f.Len(), "the resend removed nothing")
+
+	g := New(nil)
+	require.NoError(t, g.Restore(io.NopCloser(bytes.NewReader(snapshotOf(t, f)))))
+	res := apply(t, g, 5, DeregisterCmd{ID: "a", RequestID: "r1"})
+	assert.Equal(t, uint64(2), res.Index)
+	assert.Equal(t, 1, g.Len(), "the restored table remembers the request")
+
+	// A failed command is not remembered: resending it fails alike.
+	bad := apply(t, g, 6, DeregisterCmd{ID: "zz", RequestID: "r2"})
+	assert.ErrorIs(t, bad.Err, ErrUnknownInstance)
+	bad = apply(t, g, 7, DeregisterCmd{ID: "zz", RequestID: "r2"})
+	assert.ErrorIs(t, bad.Err, ErrUnknownInstance)
+}
+
+func TestRequestLogIsBounded(t *testing.T) {
+	var r requestLog
+	for i := 0; i < MaxRememberedRequests+10; i++ {
+		r.add(strings.Repeat("x", 1)+string(rune('a'+i%26))+strconv.Itoa(i), uint64(i))
+	}
+	assert.Len(t, r.order, MaxRememberedRequests)
+	assert.Len(t, r.index, MaxRememberedRequests)
+	_, ok := r.seen("xa0")
+	assert.False(t, ok, "the oldest request was forgotten")
 }

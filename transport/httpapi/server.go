@@ -34,7 +34,7 @@ const (
 // Binder is what the API needs of a node. *binder.Node implements it.
 type Binder interface {
 	Register(ctx context.Context, r binder.Registration) (string, uint64, error)
-	Deregister(ctx context.Context, id string) (uint64, error)
+	Deregister(ctx context.Context, id, requestID string) (uint64, error)
 	Lookup(typ string) (fsm.Instance, error)
 	LookupWait(ctx context.Context, typ string) (fsm.Instance, error)
 	Services() ([]fsm.Instance, uint64)
@@ -149,7 +149,7 @@ func (s *Server) register(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) deregister(w http.ResponseWriter, r *http.Request) {
-	idx, err := s.b.Deregister(r.Context(), r.PathValue("id"))
+	idx, err := s.b.Deregister(r.Context(), r.PathValue("id"), r.Header.Get(wire.HeaderRequestID))
 	if err != nil {
 		s.fail(w, r, err)
 		return

@@ -236,3 +236,26 @@ func TestClusterAndStatus(t *testing.T) {
 	self := call(t, "DELETE", srv.URL+"/v1/cluster/members/n1", "")
 	assert.Equal(t, 400, self.status, "the leader cannot remove itself")
 }
+
+func TestDeregisterWithRequestIDIsIdempotent(t *testing.T) {
+	srv := newAPI(t)
+	require.Equal(t, 200, call(t, "POST", srv.URL+"/v1/services", `{"type":"echo","address":"127.0.0.1","port":1}`).status)
+	del := func(rid string) answer {
+		req, err := http.NewRequest("DELETE", srv.URL+"/v1/services/echo-127.0.0.1-1", nil)
+		require.NoError(t, err)
+		req.Header.Set(wire.HeaderRequestID, rid)
+		resp, err := http.DefaultClient.Do(req)
+		require.NoError(t, err)
+		defer resp.Body.Close()
+		var body map[string]any
+		require.NoError(t, json.NewDecoder(resp.Body).Decode(&body))
+		return answer{status: resp.StatusCode, body: body}
+	}
+	first := del("req-1")
+	require.Equal(t, 200, first.status)
+	again := del("req-1")
+	assert.Equal(t, 200, again.status, "a resend with the same request id answers like the first")
+	assert.Equal(t, first.body["index"], again.body["index"])
+	assert.Equal(t, 404, del("req-2").status, "another request id is another deregistration")
+	assert.Equal(t, 400, del("bad id!").status)
+}

@@ -19,6 +19,10 @@ const (
 	// last heard from the leader (0 on the leader), so a client can judge
 	// how fresh a read is.
 	HeaderLastContact = "X-Lieur-Last-Contact"
+	// HeaderRequestID carries an idempotency key on a deregistration: the
+	// cluster applies a deregistration with a given key once, however often
+	// it is sent, so a client may resend one whose outcome it did not learn.
+	HeaderRequestID = "X-Lieur-Request-Id"
 )
 
 // Error codes carried beside the message in an error body, for callers that
