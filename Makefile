@@ -5,7 +5,7 @@ BIN      := bin
 NODES    ?= 3
 DATA_DIR ?=
 
-.PHONY: all build run test unit integration vet fmt-check clean
+.PHONY: all build run test unit integration chaos measure vet fmt-check clean
 
 all: build
 
@@ -26,6 +26,16 @@ unit:
 
 integration:
 	$(GO) test -race -count=1 -timeout 8m -v ./integration/
+
+## chaos: the long soak of the chaos harness (CHAOS_DURATION, default 10m;
+## CHAOS_SEED replays a run). `make test` runs a 20 s version.
+CHAOS_DURATION ?= 10m
+chaos:
+	CHAOS_DURATION=$(CHAOS_DURATION) $(GO) test -race -count=1 -timeout 0 -run 'TestChaos$$' -v ./integration/
+
+## measure: the failover and catch-up figures of docs/reliability.md.
+measure:
+	LIEUR_MEASURE=1 $(GO) test -count=1 -timeout 0 -run 'TestMeasure' -v ./integration/
 
 vet:
 	$(GO) vet ./...

@@ -47,6 +47,14 @@ func (n *Node) Report(ctx context.Context, id string) (Verdict, uint64, error) {
 	// finds the instance removed recently, or probes again.
 	inst, ok := n.fsm.Get(id)
 	if !ok {
+		// This node may lag: before answering about an id it does not
+		// hold, catch up with the leader, so that "removed" means the id
+		// really is gone and "unknown id" is not a stale answer.
+		if err := n.ConsistentRead(ctx); err == nil {
+			inst, ok = n.fsm.Get(id)
+		}
+	}
+	if !ok {
 		if n.removedRecently(id) {
 			return VerdictRemoved, 0, nil
 		}

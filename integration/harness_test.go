@@ -222,6 +222,19 @@ func (c *cluster) signal(i int, sig syscall.Signal) {
 	}
 }
 
+// pause stops node i with SIGSTOP (a stalled process); resume continues it.
+func (c *cluster) pause(i int)  { c.sendOnly(i, syscall.SIGSTOP) }
+func (c *cluster) resume(i int) { c.sendOnly(i, syscall.SIGCONT) }
+
+func (c *cluster) sendOnly(i int, sig syscall.Signal) {
+	n := c.nodes[i]
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if n.cmd != nil {
+		_ = n.cmd.Process.Signal(sig)
+	}
+}
+
 // restart starts node i again with the arguments it last had.
 func (c *cluster) restart(i int) { c.exec(c.nodes[i]) }
 
@@ -305,8 +318,13 @@ func (c *cluster) status(i int) (wire.Status, error) {
 // and holds the same table, and returns that table's hash.
 func (c *cluster) waitConverged() string {
 	c.t.Helper()
+	return c.waitConvergedWithin(30 * time.Second)
+}
+
+func (c *cluster) waitConvergedWithin(d time.Duration) string {
+	c.t.Helper()
 	var hash string
-	waitFor(c.t, 30*time.Second, "nodes converge", func() (bool, string) {
+	waitFor(c.t, d, "nodes converge", func() (bool, string) {
 		var first *wire.Status
 		for _, i := range c.running() {
 			st, err := c.status(i)
