@@ -234,6 +234,11 @@ func (n *Node) Close() error {
 					n.log.Info("handed leadership over before stopping")
 				}
 			}
+			// The transport goes first: it ends dials that would keep
+			// raft's goroutines, which Shutdown waits for, patiently
+			// retrying peers that are down.
+			n.trans.CloseStreams()
+			n.trans.Close()
 			if err := n.raft.Shutdown().Error(); err != nil {
 				n.closeErr = fmt.Errorf("raft shutdown: %w", err)
 			}

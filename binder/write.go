@@ -80,6 +80,7 @@ func (n *Node) apply(ctx context.Context, cmd fsm.Command, idempotent bool) (uin
 	ctx, cancel := context.WithTimeout(ctx, n.cfg.WriteHold)
 	defer cancel()
 	var last error
+	unknown := false // some attempt may have been applied
 	for attempt := 1; ; attempt++ {
 		if n.ctx.Err() != nil {
 			return 0, ErrShutdown
@@ -98,7 +99,11 @@ func (n *Node) apply(ctx context.Context, cmd fsm.Command, idempotent bool) (uin
 			return idx, err
 		}
 		last = err
+		unknown = unknown || errors.Is(err, ErrOutcomeUnknown)
 		if !sleepCtx(ctx, backoff(attempt)) {
+			if unknown {
+				return 0, fmt.Errorf("%w: gave up after %s: %v", ErrOutcomeUnknown, n.cfg.WriteHold, last)
+			}
 			if errors.Is(ctx.Err(), context.DeadlineExceeded) {
 				return 0, fmt.Errorf("%w after %s: %v", ErrNoLeader, n.cfg.WriteHold, last)
 			}

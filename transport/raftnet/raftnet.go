@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/hashicorp/raft"
@@ -29,7 +30,15 @@ type TCPStreamLayer struct {
 	mu     sync.Mutex
 	conns  map[net.Conn]struct{}
 	closed bool
+	done   chan struct{} // closed by Close: ends patient dials
+
+	// Patience is how long Dial keeps retrying a peer that refuses
+	// connections (its process is down, its host up). See Dial.
+	Patience time.Duration
 }
+
+// DefaultPatience is the default of TCPStreamLayer.Patience.
+const DefaultPatience = 30 * time.Second
 
 // Listen binds bindAddr. advertise is the address other nodes dial; when it
 // is empty the bound address is used, which must then not be unspecified
@@ -52,12 +61,29 @@ func Listen(bindAddr, advertise string) (*TCPStreamLayer, error) {
 		ln.Close()
 		return nil, fmt.Errorf("%w: %s", ErrBadAdvertise, adv)
 	}
-	return &TCPStreamLayer{advertise: adv, listener: ln, conns: map[net.Conn]struct{}{}}, nil
+	return &TCPStreamLayer{advertise: adv, listener: ln, conns: map[net.Conn]struct{}{}, done: make(chan struct{}), Patience: DefaultPatience}, nil
 }
 
-// Dial opens a connection to another node's Raft address.
+// Dial opens a connection to another node's Raft address. A peer that
+// refuses connections (a restarting process) is dialled again every 50 ms
+// for up to Patience, instead of failing at once: hashicorp/raft backs off
+// exponentially (up to 10 s) after each failed append to a follower, so
+// fast failures while a node is down would leave the restarted node
+// waiting seconds for its first append. A patient dial fails rarely and
+// connects within 50 ms of the peer's return.
 func (t *TCPStreamLayer) Dial(address raft.ServerAddress, timeout time.Duration) (net.Conn, error) {
-	return net.DialTimeout("tcp", string(address), timeout)
+	deadline := time.Now().Add(t.Patience)
+	for {
+		c, err := net.DialTimeout("tcp", string(address), timeout)
+		if err == nil || !errors.Is(err, syscall.ECONNREFUSED) || time.Now().After(deadline) {
+			return c, err
+		}
+		select {
+		case <-t.done:
+			return nil, err
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
 }
 
 // Accept waits for the next inbound Raft connection.
@@ -80,6 +106,9 @@ func (t *TCPStreamLayer) Accept() (net.Conn, error) {
 // Close stops listening and closes every accepted connection.
 func (t *TCPStreamLayer) Close() error {
 	t.mu.Lock()
+	if !t.closed {
+		close(t.done)
+	}
 	t.closed = true
 	conns := t.conns
 	t.conns = map[net.Conn]struct{}{}

@@ -51,3 +51,55 @@ func TestCloseEndsAcceptedConnections(t *testing.T) {
 	_, err = l.Accept()
 	assert.Error(t, err)
 }
+
+// A peer that refuses connections is dialled again until it listens, so a
+// restarted node is reached within moments of its return.
+func TestDialWaitsForRestartingPeer(t *testing.T) {
+	l, err := Listen("127.0.0.1:0", "")
+	require.NoError(t, err)
+	defer l.Close()
+	peer, err := Listen("127.0.0.1:0", "")
+	require.NoError(t, err)
+	addr := peer.Addr().String()
+	require.NoError(t, peer.Close()) // the peer is down: connections are refused
+
+	dialed := make(chan error, 1)
+	go func() {
+		c, err := l.Dial(raft.ServerAddress(addr), time.Second)
+		if err == nil {
+			c.Close()
+		}
+		dialed <- err
+	}()
+	select {
+	case err := <-dialed:
+		t.Fatalf("dial to a down peer returned at once: %v", err)
+	case <-time.After(200 * time.Millisecond):
+	}
+	back, err := Listen(addr, "")
+	require.NoError(t, err)
+	defer back.Close()
+	go func() {
+		if c, err := back.Accept(); err == nil {
+			c.Close()
+		}
+	}()
+	require.NoError(t, <-dialed, "the dial connects once the peer listens again")
+}
+
+// Close ends a patient dial at once.
+func TestCloseEndsPatientDial(t *testing.T) {
+	l, err := Listen("127.0.0.1:0", "")
+	require.NoError(t, err)
+	down, err := Listen("127.0.0.1:0", "")
+	require.NoError(t, err)
+	addr := down.Addr().String()
+	require.NoError(t, down.Close())
+	dialed := make(chan error, 1)
+	go func() {
+		_, err := l.Dial(raft.ServerAddress(addr), time.Second)
+		dialed <- err
+	}()
+	require.NoError(t, l.Close())
+	assert.Error(t, <-dialed)
+}

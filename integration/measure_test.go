@@ -1,0 +1,194 @@
+package integration
+
+// Measurements behind docs/reliability.md. They run only with
+// LIEUR_MEASURE=1 (`make measure`), on binaries built without the race
+// detector, and print figures; they assert behaviour, never timing.
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"sort"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/lieur/lieur/client"
+	"github.com/lieur/lieur/transport/wire"
+)
+
+func measuring() bool { return os.Getenv("LIEUR_MEASURE") == "1" }
+
+func skipUnlessMeasuring(t *testing.T) {
+	if !measuring() {
+		t.Skip("a measurement, not a test: run `make measure` (LIEUR_MEASURE=1)")
+	}
+}
+
+// Over 10 leader SIGKILLs: the longest gap between successful
+// registrations of a client writing in a loop (each attempt with a 200 ms
+// timeout), and the failed lookups of a client looking up in a loop.
+func TestMeasureFailover(t *testing.T) {
+	skipUnlessMeasuring(t)
+	kills := 10
+	c := startCluster(t, 3)
+	c.register(0, "stable", 16000)
+	c.waitConverged()
+	writer, err := client.New(client.Config{Binders: c.binders(), RequestTimeout: 200 * time.Millisecond})
+	require.NoError(t, err)
+	defer writer.Close()
+	reader := newClient(t, c, nil)
+
+	ctx, stop := context.WithCancel(context.Background())
+	defer stop()
+	var mu sync.Mutex
+	var successes []time.Time
+	var lookups, lookupFails atomic.Int64
+	var wg sync.WaitGroup
+	wg.Add(2)
+	go func() {
+		defer wg.Done()
+		for i := 0; ctx.Err() == nil; i++ {
+			actx, cancel := context.WithTimeout(ctx, 200*time.Millisecond)
+			_, err := writer.Register(actx, client.Registration{ID: fmt.Sprintf("w-%d", i), Type: "load", Address: "127.0.0.1", Port: 20000 + i%1000})
+			cancel()
+			if err == nil {
+				mu.Lock()
+				successes = append(successes, time.Now())
+				mu.Unlock()
+			}
+		}
+	}()
+	go func() {
+		defer wg.Done()
+		for ctx.Err() == nil {
+			lctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+			_, err := reader.Lookup(lctx, "stable")
+			cancel()
+			lookups.Add(1)
+			if err != nil && ctx.Err() == nil {
+				lookupFails.Add(1)
+				t.Logf("lookup failed: %v", err)
+			}
+		}
+	}()
+	countSince := func(t0 time.Time) int {
+		mu.Lock()
+		defer mu.Unlock()
+		n := 0
+		for _, s := range successes {
+			if s.After(t0) {
+				n++
+			}
+		}
+		return n
+	}
+	var windows []time.Duration
+	for k := 0; k < kills; k++ {
+		warm := time.Now()
+		waitFor(t, 30*time.Second, "steady writes", func() (bool, string) { return countSince(warm) >= 50, "" })
+		leader := c.leader()
+		killedAt := time.Now()
+		c.kill(leader)
+		waitFor(t, 30*time.Second, "writes to resume", func() (bool, string) { return countSince(killedAt) >= 20, "" })
+		mu.Lock()
+		var gap time.Duration
+		for i := 1; i < len(successes); i++ {
+			if successes[i].After(killedAt) && successes[i-1].Before(killedAt.Add(5*time.Second)) {
+				if d := successes[i].Sub(successes[i-1]); d > gap && !successes[i-1].Before(warm) {
+					gap = d
+				}
+			}
+		}
+		mu.Unlock()
+		windows = append(windows, gap)
+		t.Logf("kill %d of %s: write unavailability %s", k+1, c.nodes[leader].id, gap.Round(time.Millisecond))
+		c.restart(leader)
+		c.waitReady()
+	}
+	stop()
+	wg.Wait()
+	sorted := append([]time.Duration(nil), windows...)
+	sort.Slice(sorted, func(i, j int) bool { return sorted[i] < sorted[j] })
+	median := (sorted[len(sorted)/2-1] + sorted[len(sorted)/2]) / 2
+	var parts []string
+	for _, w := range windows {
+		parts = append(parts, w.Round(time.Millisecond).String())
+	}
+	fmt.Printf("FAILOVER kills=%d median=%s min=%s max=%s windows=[%s] lookups=%d failed_lookups=%d\n",
+		kills, median.Round(time.Millisecond), sorted[0].Round(time.Millisecond), sorted[len(sorted)-1].Round(time.Millisecond),
+		strings.Join(parts, " "), lookups.Load(), lookupFails.Load())
+	assert.Zero(t, lookupFails.Load(), "lookups failed while two binders were up")
+}
+
+// A node down during 100 000 registrations, the leader's log compacted by
+// then, catches up through InstallSnapshot: time from its restart to equal
+// applied_index.
+func TestMeasureSnapshotCatchUp(t *testing.T) {
+	skipUnlessMeasuring(t)
+	const total = 100000
+	c := startCluster(t, 3, "--snapshot-interval=2s")
+	victim := (c.leader() + 1) % 3
+	register := func(from, to int) {
+		cl := newClient(t, c, nil)
+		var next atomic.Int64
+		next.Store(int64(from))
+		var wg sync.WaitGroup
+		for g := 0; g < 64; g++ {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for {
+					i := int(next.Add(1) - 1)
+					if i >= to {
+						return
+					}
+					for {
+						_, err := cl.Register(context.Background(), client.Registration{ID: fmt.Sprintf("bulk-%06d", i), Type: fmt.Sprintf("t%d", i%50), Address: "127.0.0.1", Port: 1 + i%60000})
+						if err == nil {
+							break
+						}
+					}
+				}
+			}()
+		}
+		wg.Wait()
+	}
+	start := time.Now()
+	register(0, total/2)
+	c.kill(victim)
+	register(total/2, total)
+	t.Logf("%d registrations in %s", total, time.Since(start).Round(time.Millisecond))
+	// Wait for the leader to snapshot and compact past what the victim has.
+	leader := c.leader()
+	waitFor(t, 2*time.Minute, "a leader snapshot covering the registrations", func() (bool, string) {
+		return strings.Count(c.logSinceStart(leader), "snapshot complete up to") >= 1 && strings.Contains(c.logOf(leader), "compacting logs"), "no snapshot yet"
+	})
+	var target wire.Status
+	_, err := getJSON(c.nodes[leader].url()+"/v1/status", &target)
+	require.NoError(t, err)
+	restarted := time.Now()
+	c.restart(victim)
+	waitFor(t, time.Minute, "the restarted node to reach the leader's applied index", func() (bool, string) {
+		st, err := c.status(victim)
+		if err != nil {
+			return false, err.Error()
+		}
+		return st.AppliedIndex >= target.AppliedIndex && st.Services == total, fmt.Sprintf("applied %d of %d", st.AppliedIndex, target.AppliedIndex)
+	})
+	took := time.Since(restarted)
+	installed := strings.Contains(c.logSinceStart(victim), "Installed remote snapshot") || strings.Contains(c.logSinceStart(victim), "installed remote snapshot")
+	fmt.Printf("CATCHUP instances=%d restart_to_equal_applied=%s install_snapshot=%t\n", total, took.Round(time.Millisecond), installed)
+	assert.True(t, installed, "the restarted node caught up through InstallSnapshot")
+	for _, line := range strings.Split(c.logSinceStart(victim), "\n") {
+		if !strings.Contains(line, "new service") {
+			t.Logf("victim: %s", line)
+		}
+	}
+	c.waitConverged()
+}
