@@ -55,10 +55,14 @@ type Node struct {
 	store  *raftboltdb.BoltStore
 	resume bool // the data dir held Raft state at start
 
-	changes  *notifier
-	cursors  sync.Map // type -> *atomic.Uint64
-	lead     leadership
-	caughtUp atomic.Bool
+	changes *notifier
+	cursors sync.Map // type -> *atomic.Uint64
+	lead    leadership
+	// leaderSeen wakes writes and reads waiting for a leader as soon as
+	// raft observes one, instead of at their next backoff tick.
+	leaderSeen *notifier
+	observer   *raft.Observer
+	caughtUp   atomic.Bool
 
 	verifyMu  sync.Mutex
 	verifying map[string]*verification
@@ -84,13 +88,14 @@ func New(cfg Config) (*Node, error) {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	n := &Node{
-		cfg:       cfg,
-		log:       cfg.Logger,
-		changes:   newNotifier(),
-		verifying: map[string]*verification{},
-		removed:   map[string]time.Time{},
-		ctx:       ctx,
-		cancel:    cancel,
+		cfg:        cfg,
+		log:        cfg.Logger,
+		changes:    newNotifier(),
+		verifying:  map[string]*verification{},
+		removed:    map[string]time.Time{},
+		leaderSeen: newNotifier(),
+		ctx:        ctx,
+		cancel:     cancel,
 	}
 	n.fsm = fsm.New(n.observe)
 
@@ -160,6 +165,24 @@ func New(cfg Config) (*Node, error) {
 	}
 	n.wg.Add(1)
 	go n.watchLeadership()
+	obs := make(chan raft.Observation, 16)
+	n.observer = raft.NewObserver(obs, false, func(o *raft.Observation) bool {
+		_, ok := o.Data.(raft.LeaderObservation)
+		return ok
+	})
+	r.RegisterObserver(n.observer)
+	n.wg.Add(1)
+	go func() {
+		defer n.wg.Done()
+		for {
+			select {
+			case <-obs:
+				n.leaderSeen.notify("")
+			case <-n.ctx.Done():
+				return
+			}
+		}
+	}()
 	return n, nil
 }
 
@@ -239,6 +262,7 @@ func (n *Node) Close() error {
 			// retrying peers that are down.
 			n.trans.CloseStreams()
 			n.trans.Close()
+			n.raft.DeregisterObserver(n.observer)
 			if err := n.raft.Shutdown().Error(); err != nil {
 				n.closeErr = fmt.Errorf("raft shutdown: %w", err)
 			}

@@ -85,6 +85,7 @@ func (n *Node) apply(ctx context.Context, cmd fsm.Command, idempotent bool) (uin
 		if n.ctx.Err() != nil {
 			return 0, ErrShutdown
 		}
+		leaderChange := n.leaderSeen.watch("")
 		var idx uint64
 		if n.raft.State() == raft.Leader {
 			idx, err = n.applyLeader(data)
@@ -100,7 +101,7 @@ func (n *Node) apply(ctx context.Context, cmd fsm.Command, idempotent bool) (uin
 		}
 		last = err
 		unknown = unknown || errors.Is(err, ErrOutcomeUnknown)
-		if !sleepCtx(ctx, backoff(attempt)) {
+		if !n.waitLeaderChange(ctx, leaderChange, backoff(attempt)) {
 			if unknown {
 				return 0, fmt.Errorf("%w: gave up after %s: %v", ErrOutcomeUnknown, n.cfg.WriteHold, last)
 			}
@@ -109,6 +110,21 @@ func (n *Node) apply(ctx context.Context, cmd fsm.Command, idempotent bool) (uin
 			}
 			return 0, fmt.Errorf("%w: %v", ctx.Err(), last)
 		}
+	}
+}
+
+// waitLeaderChange sleeps d, or less if raft observes a new leader
+// meanwhile. It reports false when ctx ended.
+func (n *Node) waitLeaderChange(ctx context.Context, changed <-chan struct{}, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-changed:
+		return true
+	case <-ctx.Done():
+		return false
 	}
 }
 

@@ -36,7 +36,8 @@ func skipUnlessMeasuring(t *testing.T) {
 func TestMeasureFailover(t *testing.T) {
 	skipUnlessMeasuring(t)
 	kills := 10
-	c := startCluster(t, 3)
+	// MEASURE_AGENT_FLAGS tries other agent settings, e.g. raft timeouts.
+	c := startCluster(t, 3, strings.Fields(os.Getenv("MEASURE_AGENT_FLAGS"))...)
 	c.register(0, "stable", 16000)
 	c.waitConverged()
 	writer, err := client.New(client.Config{Binders: c.binders(), RequestTimeout: 200 * time.Millisecond})
@@ -95,6 +96,14 @@ func TestMeasureFailover(t *testing.T) {
 		leader := c.leader()
 		killedAt := time.Now()
 		c.kill(leader)
+		survivor := (leader + 1) % 3
+		var elected time.Duration
+		for elected == 0 && time.Since(killedAt) < 30*time.Second {
+			if st, err := c.status(survivor); err == nil && st.Leader != "" && st.Leader != c.nodes[leader].id {
+				elected = time.Since(killedAt)
+			}
+			time.Sleep(5 * time.Millisecond)
+		}
 		waitFor(t, 30*time.Second, "writes to resume", func() (bool, string) { return countSince(killedAt) >= 20, "" })
 		mu.Lock()
 		var gap time.Duration
@@ -107,7 +116,7 @@ func TestMeasureFailover(t *testing.T) {
 		}
 		mu.Unlock()
 		windows = append(windows, gap)
-		t.Logf("kill %d of %s: write unavailability %s", k+1, c.nodes[leader].id, gap.Round(time.Millisecond))
+		t.Logf("kill %d of %s: new leader known after %s, write unavailability %s", k+1, c.nodes[leader].id, elected.Round(time.Millisecond), gap.Round(time.Millisecond))
 		c.restart(leader)
 		c.waitReady()
 	}
