@@ -45,7 +45,7 @@ const (
 
 // chaosInput and chaosOutput are one operation of the history.
 type chaosInput struct {
-	Op string // register, deregister, report, read
+	Op string // register, deregister, report, read (a list), lookup (one instance)
 	ID string
 }
 
@@ -111,6 +111,11 @@ var chaosModel = porcupine.NondeterministicModel{
 			}
 		case "read":
 			if out.Kind == s {
+				return []interface{}{s}
+			}
+			return nil
+		case "lookup": // one instance of the type, or "" for none
+			if (out.Kind == "" && s == "") || (out.Kind != "" && setWith(s, out.Kind) == s) {
 				return []interface{}{s}
 			}
 			return nil
@@ -289,6 +294,17 @@ func (r *chaosRun) client(ctx context.Context, id int, rng *rand.Rand, lookups *
 				// to record (no change).
 			default:
 				t.Errorf("report %s: unexpected %d %s", sid, status, data)
+			}
+		case p < 65:
+			status, data, outcome := r.do(rng, "GET", "/v1/lookup/"+typ+"?consistent=true", nil, nil)
+			switch {
+			case outcome != "definite":
+			case status == 200 || status == 404:
+				var inst wire.Instance
+				_ = json.Unmarshal(data, &inst)
+				r.h.add(id, typ, chaosInput{"lookup", ""}, call, chaosOutput{inst.ID}, r.h.now())
+			default:
+				t.Errorf("consistent lookup of %s: unexpected %d %s", typ, status, data)
 			}
 		case p < 85:
 			status, data, outcome := r.do(rng, "GET", "/v1/services/"+typ+"?consistent=true", nil, nil)
@@ -553,6 +569,9 @@ func TestChaosModelRefusesViolations(t *testing.T) {
 		{"removed stays removed", []porcupine.Operation{op(chaosInput{"register", "a"}, "ok", 0, 1), op(chaosInput{"report", "a"}, "removed", 2, 3), op(chaosInput{"read", ""}, "a", 4, 5)}, false},
 		{"alive report keeps it", []porcupine.Operation{op(chaosInput{"register", "a"}, "ok", 0, 1), op(chaosInput{"report", "a"}, "alive", 2, 3), op(chaosInput{"read", ""}, "a", 4, 5)}, true},
 		{"stale read after deregister", []porcupine.Operation{op(chaosInput{"register", "a"}, "ok", 0, 1), op(chaosInput{"deregister", "a"}, "ok", 2, 3), op(chaosInput{"read", ""}, "a", 4, 5)}, false},
+		{"lookup finds a registered id", []porcupine.Operation{op(chaosInput{"register", "a"}, "ok", 0, 1), op(chaosInput{"lookup", ""}, "a", 2, 3)}, true},
+		{"lookup of a removed id", []porcupine.Operation{op(chaosInput{"register", "a"}, "ok", 0, 1), op(chaosInput{"deregister", "a"}, "ok", 2, 3), op(chaosInput{"lookup", ""}, "a", 4, 5)}, false},
+		{"lookup misses a registered id", []porcupine.Operation{op(chaosInput{"register", "a"}, "ok", 0, 1), op(chaosInput{"lookup", ""}, "", 2, 3)}, false},
 	}
 	for _, tc := range tests {
 		assert.Equal(t, tc.ok, porcupine.CheckOperations(model, tc.ops), tc.name)
