@@ -26,6 +26,8 @@ type Peer interface {
 	Join(ctx context.Context, target string, m Member) error
 	// RemoveMember asks the leader at httpAddr to remove a server.
 	RemoveMember(ctx context.Context, httpAddr string, id string) error
+	// Heartbeat asks the leader at httpAddr to renew a lease.
+	Heartbeat(ctx context.Context, httpAddr, id string) error
 	// ReadIndex asks the leader at httpAddr for a read index (see
 	// Node.ReadIndex).
 	ReadIndex(ctx context.Context, httpAddr string) (uint64, error)
@@ -93,6 +95,10 @@ type Config struct {
 	// without hearing from a leader (default 2 s); after that only stale
 	// reads are served.
 	MaxStaleness time.Duration
+	// ExpireWithoutProbe removes an instance whose lease passed without
+	// probing it first (by default one that still answers is kept,
+	// flagged stale-lease).
+	ExpireWithoutProbe bool
 }
 
 // Validate checks c and applies defaults.

@@ -82,6 +82,7 @@ func (n *Node) watchLeadership() {
 		case leading := <-n.raft.LeaderCh():
 			gen := n.lead.transition()
 			if !leading {
+				n.leases.deactivate()
 				continue
 			}
 			n.wg.Add(1)
@@ -91,8 +92,12 @@ func (n *Node) watchLeadership() {
 				// leaders before this one serves consistent reads.
 				for n.ctx.Err() == nil && n.lead.current(gen) {
 					if err := n.raft.Barrier(10 * time.Second).Error(); err == nil {
+						all, _ := n.fsm.All()
+						n.leases.activate(all, time.Now())
 						if n.lead.markReady(gen) {
-							n.log.Info("leader ready: barrier applied", "applied", n.fsm.Applied())
+							n.log.Info("leader ready: barrier applied; every lease starts afresh", "applied", n.fsm.Applied())
+						} else {
+							n.leases.deactivate()
 						}
 						return
 					} else if errors.Is(err, raft.ErrNotLeader) || errors.Is(err, raft.ErrLeadershipLost) || errors.Is(err, raft.ErrRaftShutdown) {

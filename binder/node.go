@@ -31,6 +31,12 @@ type Status struct {
 	TableHash    string
 	CaughtUp     bool
 	LastContact  time.Duration // -1: never heard from a leader
+	// LeaseGuard: per type, the leases the mass-expiry guard holds back
+	// (on the leader).
+	LeaseGuard map[string]int
+	// VerificationHold: this node's probes fail for most instances, so it
+	// holds report removals (it may be the one cut off).
+	VerificationHold bool
 }
 
 // Member is one server of the Raft configuration.
@@ -58,6 +64,13 @@ type Node struct {
 	changes *notifier
 	cursors sync.Map // type -> *atomic.Uint64
 	lead    leadership
+	leases  *leases
+	// holdUntil (unix nanos): until then /v1/status reports that report
+	// removals were held because this binder seemed cut off.
+	holdUntil atomic.Int64
+	// guardLogged remembers what the mass-expiry guard last logged.
+	guardMu     sync.Mutex
+	guardLogged map[string]int
 	// leaderSeen wakes writes and reads waiting for a leader as soon as
 	// raft observes one, instead of at their next backoff tick.
 	leaderSeen *notifier
@@ -88,14 +101,16 @@ func New(cfg Config) (*Node, error) {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	n := &Node{
-		cfg:        cfg,
-		log:        cfg.Logger,
-		changes:    newNotifier(),
-		verifying:  map[string]*verification{},
-		removed:    map[string]time.Time{},
-		leaderSeen: newNotifier(),
-		ctx:        ctx,
-		cancel:     cancel,
+		cfg:         cfg,
+		log:         cfg.Logger,
+		changes:     newNotifier(),
+		verifying:   map[string]*verification{},
+		removed:     map[string]time.Time{},
+		leaderSeen:  newNotifier(),
+		leases:      newLeases(),
+		guardLogged: map[string]int{},
+		ctx:         ctx,
+		cancel:      cancel,
 	}
 	n.fsm = fsm.New(n.observe)
 
@@ -163,8 +178,9 @@ func New(cfg Config) (*Node, error) {
 	} else if n.resume {
 		n.log.Info("resuming from existing raft state", "last_index", r.LastIndex())
 	}
-	n.wg.Add(1)
+	n.wg.Add(2)
 	go n.watchLeadership()
+	go n.runLeases()
 	obs := make(chan raft.Observation, 16)
 	n.observer = raft.NewObserver(obs, false, func(o *raft.Observation) bool {
 		_, ok := o.Data.(raft.LeaderObservation)
@@ -306,16 +322,18 @@ func (n *Node) Status() Status {
 	_, leader := n.raft.LeaderWithID()
 	term, _ := strconv.ParseUint(n.raft.Stats()["term"], 10, 64)
 	return Status{
-		ID:           n.cfg.ID,
-		State:        stateName(n.raft.State()),
-		Leader:       string(leader),
-		Term:         term,
-		AppliedIndex: n.raft.AppliedIndex(),
-		LastLogIndex: n.raft.LastIndex(),
-		Services:     n.fsm.Len(),
-		TableHash:    n.fsm.TableHash(),
-		CaughtUp:     n.caughtUp.Load(),
-		LastContact:  n.LastContact(),
+		ID:               n.cfg.ID,
+		State:            stateName(n.raft.State()),
+		Leader:           string(leader),
+		Term:             term,
+		AppliedIndex:     n.raft.AppliedIndex(),
+		LastLogIndex:     n.raft.LastIndex(),
+		Services:         n.fsm.Len(),
+		TableHash:        n.fsm.TableHash(),
+		CaughtUp:         n.caughtUp.Load(),
+		LastContact:      n.LastContact(),
+		LeaseGuard:       n.leases.guarded(),
+		VerificationHold: time.Now().UnixNano() < n.holdUntil.Load(),
 	}
 }
 
@@ -349,7 +367,14 @@ func (n *Node) observe(c fsm.Change) {
 	case fsm.Removed:
 		n.log.Info("removed service", "id", inst.ID, "reason", c.Reason)
 		n.noteRemoved(inst.ID)
+	case fsm.HealthChanged:
+		health := inst.Health
+		if health == "" {
+			health = "passing"
+		}
+		n.log.Info("lease state", "id", inst.ID, "health", health, "flaps", inst.Flaps)
 	}
+	n.leases.observe(c, time.Now())
 	n.changes.notify(inst.Type)
 }
 

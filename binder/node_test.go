@@ -281,3 +281,49 @@ func TestLeaderCloseHandsOver(t *testing.T) {
 	require.NoError(t, err)
 	assert.False(t, errors.Is(err, binder.ErrNoLeader))
 }
+
+// When a probe fails and none of the other instances answer either, the
+// binder is the likelier one cut off: it holds the removal.
+func TestReportHeldWhenNothingAnswers(t *testing.T) {
+	nodes := startNodes(t, 1)
+	n := nodes[0].node
+	ctx := context.Background()
+	dead := func() int {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		require.NoError(t, err)
+		p := l.Addr().(*net.TCPAddr).Port
+		l.Close()
+		return p
+	}
+	var ids []string
+	for _, typ := range []string{"a", "b", "c", "d"} {
+		id, _, err := n.Register(ctx, binder.Registration{Type: typ, Address: "127.0.0.1", Port: dead()})
+		require.NoError(t, err)
+		ids = append(ids, id)
+	}
+	v, _, err := n.Report(ctx, ids[0])
+	require.NoError(t, err)
+	assert.Equal(t, binder.VerdictUnknown, v, "every instance is unreachable: removal held")
+	list, _ := n.ServicesOf("a")
+	assert.Len(t, list, 1, "the instance was kept")
+	assert.True(t, n.Status().VerificationHold)
+
+	// One other instance answers: the failure is believed.
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	defer ln.Close()
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			c.Close()
+		}
+	}()
+	_, _, err = n.Register(ctx, binder.Registration{Type: "e", Address: "127.0.0.1", Port: ln.Addr().(*net.TCPAddr).Port})
+	require.NoError(t, err)
+	v, _, err = n.Report(ctx, ids[0])
+	require.NoError(t, err)
+	assert.Equal(t, binder.VerdictRemoved, v)
+}

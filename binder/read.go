@@ -11,14 +11,35 @@ import (
 )
 
 // Lookup returns one instance of typ, chosen round-robin by this node's
-// cursor for the type, from local memory. It never touches Raft.
+// cursor for the type, from local memory. It never touches Raft. Instances
+// flagged stale-lease are handed out only when no other is left.
 func (n *Node) Lookup(typ string) (fsm.Instance, error) {
 	list, _ := n.fsm.InstancesOf(typ)
 	if len(list) == 0 {
 		return fsm.Instance{}, fmt.Errorf("%w %q", ErrUnknownService, typ)
 	}
+	list = preferHealthy(list)
 	i := n.cursor(typ).Add(1) - 1
 	return *list[i%uint64(len(list))], nil
+}
+
+func preferHealthy(list []*fsm.Instance) []*fsm.Instance {
+	healthy := 0
+	for _, inst := range list {
+		if inst.Health == "" {
+			healthy++
+		}
+	}
+	if healthy == len(list) || healthy == 0 {
+		return list
+	}
+	out := make([]*fsm.Instance, 0, healthy)
+	for _, inst := range list {
+		if inst.Health == "" {
+			out = append(out, inst)
+		}
+	}
+	return out
 }
 
 // LookupWait is Lookup, except that when the type has no instance it waits

@@ -6,6 +6,7 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"time"
 	"unicode/utf8"
 )
 
@@ -30,6 +31,9 @@ type Registration struct {
 	Address string
 	Port    int
 	Meta    map[string]string
+	// TTL, when not zero, makes the registration a lease renewed by
+	// heartbeats (MinTTL to MaxTTL).
+	TTL time.Duration
 }
 
 // DefaultID is the id given to a registration that names none.
@@ -85,6 +89,9 @@ func (r *Registration) Normalize() error {
 	}
 	if err := ValidateID(r.ID); err != nil {
 		return err
+	}
+	if r.TTL != 0 && (r.TTL < MinTTL || r.TTL > MaxTTL) {
+		return fmt.Errorf("%w: ttl %s is outside %s..%s", ErrInvalid, r.TTL, MinTTL, MaxTTL)
 	}
 	if len(r.Meta) > MaxMetaPairs {
 		return fmt.Errorf("%w: meta has %d pairs, at most %d allowed", ErrInvalid, len(r.Meta), MaxMetaPairs)

@@ -99,6 +99,13 @@ func (n *Node) verify(inst fsm.Instance, v *verification) {
 		v.verdict = VerdictAlive
 		return
 	}
+	if n.cutOff(ctx, inst.ID) {
+		n.holdUntil.Store(time.Now().Add(holdWindow).UnixNano())
+		n.log.Warn("holding removals: this binder reaches none of the other instances it probed; it may be the one cut off",
+			"id", inst.ID, "instances", n.fsm.Len())
+		v.verdict = VerdictUnknown
+		return
+	}
 	// Naming the registration makes the removal idempotent: a resend that
 	// finds it gone or replaced changes nothing.
 	idx, err := n.apply(ctx, fsm.RemoveCmd{ID: inst.ID, RegIndex: inst.Index, Reason: fsm.ReasonReportedDown}, true)
@@ -137,4 +144,70 @@ func probe(ctx context.Context, addr string, timeout time.Duration, attempts int
 		last = ctx.Err()
 	}
 	return fmt.Errorf("probe %s: %w", addr, last)
+}
+
+// crossCheckSample is how many other instances a failed probe is checked
+// against before a removal (one per type first, so the sample spans
+// types); with at least crossCheckMin of them probed and none answering,
+// the removal is held.
+const (
+	crossCheckSample = 8
+	crossCheckMin    = 3
+)
+
+// holdWindow is how long /v1/status reports a verification hold.
+const holdWindow = 30 * time.Second
+
+// cutOff checks whether this binder, rather than the instance, is cut off:
+// it probes a few other instances, of as many types as it can, and reports
+// true when at least crossCheckMin were probed and none answered. A single
+// dead server, or two, is removed at once: with fewer than crossCheckMin
+// other instances there is nothing to compare with.
+func (n *Node) cutOff(ctx context.Context, except string) bool {
+	all, _ := n.fsm.All()
+	var others []fsm.Instance
+	seenType := map[string]bool{}
+	// One per type first, then the rest, so the sample spans types.
+	for _, inst := range all {
+		if inst.ID != except && !seenType[inst.Type] {
+			seenType[inst.Type] = true
+			others = append(others, inst)
+		}
+	}
+	for _, inst := range all {
+		if len(others) >= crossCheckSample {
+			break
+		}
+		if inst.ID != except && !containsID(others, inst.ID) {
+			others = append(others, inst)
+		}
+	}
+	if len(others) > crossCheckSample {
+		others = others[:crossCheckSample]
+	}
+	if len(others) < crossCheckMin {
+		return false
+	}
+	answered := make(chan bool, len(others))
+	for _, inst := range others {
+		go func() {
+			answered <- probe(ctx, joinHostPort(inst.Address, inst.Port), n.cfg.ProbeTimeout, 1) == nil
+		}()
+	}
+	alive := 0
+	for range others {
+		if <-answered {
+			alive++
+		}
+	}
+	return alive == 0
+}
+
+func containsID(list []fsm.Instance, id string) bool {
+	for _, i := range list {
+		if i.ID == id {
+			return true
+		}
+	}
+	return false
 }

@@ -14,12 +14,14 @@ const (
 	TagRemove     = "remove/v1"
 	TagNodeMeta   = "node-meta/v1"
 	TagNodeForget = "node-forget/v1"
+	TagLeaseState = "lease-state/v1"
 )
 
 // Reasons recorded when an instance leaves the table.
 const (
 	ReasonDeregistered = "deregistered"
 	ReasonReportedDown = "reported-down"
+	ReasonExpired      = "expired"
 )
 
 var (
@@ -47,6 +49,9 @@ type RegisterCmd struct {
 	Address string            `json:"address"`
 	Port    int               `json:"port"`
 	Meta    map[string]string `json:"meta,omitempty"`
+	// TTLMillis, when positive, makes the registration a lease the owner
+	// renews by heartbeats (kept in the leader's memory, not in the log).
+	TTLMillis int64 `json:"ttl_ms,omitempty"`
 }
 
 // DeregisterCmd removes an instance at its owner's request.
@@ -78,6 +83,16 @@ type NodeMetaCmd struct {
 	HTTPAddr string `json:"http_addr"`
 }
 
+// LeaseStateCmd flags a lease whose deadline passed but whose instance still
+// answered a probe (Stale), or clears the flag when it heartbeats again.
+// RegIndex names the registration, as in RemoveCmd. Going back from stale
+// to healthy counts one flap.
+type LeaseStateCmd struct {
+	ID       string `json:"id"`
+	RegIndex uint64 `json:"reg_index"`
+	Stale    bool   `json:"stale"`
+}
+
 // NodeForgetCmd drops a binder's metadata when it leaves the cluster.
 type NodeForgetCmd struct {
 	NodeID string `json:"node_id"`
@@ -88,6 +103,7 @@ func (DeregisterCmd) Tag() string { return TagDeregister }
 func (RemoveCmd) Tag() string     { return TagRemove }
 func (NodeMetaCmd) Tag() string   { return TagNodeMeta }
 func (NodeForgetCmd) Tag() string { return TagNodeForget }
+func (LeaseStateCmd) Tag() string { return TagLeaseState }
 
 type envelope struct {
 	Type string          `json:"type"`
@@ -120,6 +136,8 @@ func Decode(data []byte) (Command, error) {
 		return decodeBody[NodeMetaCmd](env)
 	case TagNodeForget:
 		return decodeBody[NodeForgetCmd](env)
+	case TagLeaseState:
+		return decodeBody[LeaseStateCmd](env)
 	default:
 		return nil, fmt.Errorf("%w: unknown type %q", ErrBadCommand, env.Type)
 	}

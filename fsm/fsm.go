@@ -28,7 +28,17 @@ type Instance struct {
 	// Index is the Raft index of the registration that created this
 	// version of the instance. A removal names it to prove what it verified.
 	Index uint64 `json:"index"`
+	// TTLMillis is the lease of a registration that heartbeats; 0: none.
+	TTLMillis int64 `json:"ttl_ms,omitempty"`
+	// Health is "" (healthy) or HealthStaleLease.
+	Health string `json:"health,omitempty"`
+	// Flaps counts the times the lease went stale and recovered.
+	Flaps int `json:"flaps,omitempty"`
 }
+
+// HealthStaleLease marks an instance whose lease expired but which still
+// answered a probe.
+const HealthStaleLease = "stale-lease"
 
 // ChangeKind says what happened to an instance.
 type ChangeKind int
@@ -39,6 +49,8 @@ const (
 	Added ChangeKind = iota + 1
 	// Removed: the id left the table; Reason says why.
 	Removed
+	// HealthChanged: a lease went stale or recovered.
+	HealthChanged
 )
 
 // Change describes one applied change. Observers receive it synchronously
@@ -148,7 +160,7 @@ func (f *FSM) ApplyCommand(index uint64, cmd Command) *Result {
 	}
 	switch c := cmd.(type) {
 	case RegisterCmd:
-		inst := &Instance{ID: c.ID, Type: c.Type, Address: c.Address, Port: c.Port, Meta: c.Meta, Index: index}
+		inst := &Instance{ID: c.ID, Type: c.Type, Address: c.Address, Port: c.Port, Meta: c.Meta, Index: index, TTLMillis: c.TTLMillis}
 		old := f.byID[c.ID]
 		if old != nil {
 			f.unlinkLocked(old, index)
@@ -187,6 +199,26 @@ func (f *FSM) ApplyCommand(index uint64, cmd Command) *Result {
 		f.nodes[c.NodeID] = c.HTTPAddr
 	case NodeForgetCmd:
 		delete(f.nodes, c.NodeID)
+	case LeaseStateCmd:
+		old := f.byID[c.ID]
+		switch {
+		case old == nil:
+			res.Err = fmt.Errorf("lease state %q: %w", c.ID, ErrUnknownInstance)
+		case old.Index != c.RegIndex:
+			res.Err = fmt.Errorf("lease state %q for index %d, now at %d: %w", c.ID, c.RegIndex, old.Index, ErrSuperseded)
+		case c.Stale == (old.Health == HealthStaleLease):
+			// Already so: nothing changes.
+		default:
+			next := *old
+			if c.Stale {
+				next.Health = HealthStaleLease
+			} else {
+				next.Health = ""
+				next.Flaps++
+			}
+			f.replaceLocked(old, &next, index)
+			changes = append(changes, Change{Kind: HealthChanged, Instance: next, Index: index})
+		}
 	default:
 		res.Err = fmt.Errorf("%w: unhandled %T", ErrBadCommand, cmd)
 	}
@@ -210,6 +242,23 @@ func requestID(cmd Command) string {
 		return c.RequestID
 	}
 	return ""
+}
+
+// replaceLocked swaps an instance for a new version of itself (same id and
+// type), publishing a new slice for its type.
+func (f *FSM) replaceLocked(old, next *Instance, index uint64) {
+	f.byID[next.ID] = next
+	list := f.byType[next.Type]
+	fresh := make([]*Instance, len(list))
+	for i, inst := range list {
+		if inst == old {
+			fresh[i] = next
+		} else {
+			fresh[i] = inst
+		}
+	}
+	f.byType[next.Type] = fresh
+	f.touchLocked(next.Type, index)
 }
 
 // linkLocked inserts inst, publishing a new sorted slice for its type.
@@ -337,6 +386,11 @@ func (f *FSM) TableHash() string {
 		binary.BigEndian.PutUint64(num[:], uint64(inst.Port))
 		h.Write(num[:])
 		binary.BigEndian.PutUint64(num[:], inst.Index)
+		h.Write(num[:])
+		binary.BigEndian.PutUint64(num[:], uint64(inst.TTLMillis))
+		h.Write(num[:])
+		writeStr(inst.Health)
+		binary.BigEndian.PutUint64(num[:], uint64(inst.Flaps))
 		h.Write(num[:])
 		keys := make([]string, 0, len(inst.Meta))
 		for k := range inst.Meta {

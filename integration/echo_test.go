@@ -73,10 +73,10 @@ func (s *echoServer) exited() bool {
 
 // startEchoServer starts `lieur-echo serve` on a free port and waits for
 // its "serving" line, which names its port and registration id.
-func startEchoServer(t *testing.T, binders, typ string) *echoServer {
+func startEchoServer(t *testing.T, binders, typ string, extra ...string) *echoServer {
 	t.Helper()
 	s := &echoServer{typ: typ, done: make(chan struct{})}
-	s.cmd = exec.Command(echoBin, "serve", "--type", typ, "--port", "0", "--binders", binders)
+	s.cmd = exec.Command(echoBin, append([]string{"serve", "--type", typ, "--port", "0", "--binders", binders}, extra...)...)
 	s.cmd.Env = procEnv()
 	s.cmd.Stderr = &s.stderr
 	out, err := s.cmd.StdoutPipe()

@@ -54,6 +54,7 @@ func newRootCmd() *cobra.Command {
 func newServeCmd(newClient func() (*client.Client, error)) *cobra.Command {
 	var typ, address, id string
 	var port int
+	var ttl time.Duration
 	cmd := &cobra.Command{
 		Use:   "serve",
 		Short: "Run a TCP echo server registered with the binders",
@@ -73,7 +74,12 @@ func newServeCmd(newClient func() (*client.Client, error)) *cobra.Command {
 			actual := ln.Addr().(*net.TCPAddr).Port
 			ctx := cmd.Context()
 			regCtx, cancel := context.WithTimeout(ctx, 15*time.Second)
-			reg, err := c.Register(regCtx, client.Registration{Type: typ, Address: address, Port: actual, ID: id})
+			reg, err := c.Register(regCtx, client.Registration{Type: typ, Address: address, Port: actual, ID: id, TTL: ttl,
+				OnLease: func(s client.LeaseState, err error) {
+					if s != client.LeaseActive && s != client.LeaseClosed {
+						fmt.Fprintf(os.Stderr, "lieur-echo: lease %s %v\n", s, errOrEmpty(err))
+					}
+				}})
 			cancel()
 			if err != nil {
 				return fmt.Errorf("register: %w", err)
@@ -93,7 +99,15 @@ func newServeCmd(newClient func() (*client.Client, error)) *cobra.Command {
 	cmd.Flags().StringVar(&address, "address", "127.0.0.1", "address to listen on and register")
 	cmd.Flags().IntVar(&port, "port", 0, "port to listen on (0: any free port)")
 	cmd.Flags().StringVar(&id, "id", "", "instance id (default <type>-<address>-<port>)")
+	cmd.Flags().DurationVar(&ttl, "ttl", 10*time.Second, "lease renewed by heartbeats every ttl/3; 0 registers without a lease")
 	return cmd
+}
+
+func errOrEmpty(err error) string {
+	if err == nil {
+		return ""
+	}
+	return err.Error()
 }
 
 // serveEcho sends every line back to its sender.

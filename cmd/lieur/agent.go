@@ -209,6 +209,7 @@ from it and never bootstraps again.`,
 	f.DurationVar(&cfg.Node.WriteHold, "write-hold", 5*time.Second, "how long a write waits for a leader before failing with 503")
 	f.DurationVar(&cfg.Node.ProbeTimeout, "probe-timeout", time.Second, "timeout of one TCP probe when verifying a down-report")
 	f.IntVar(&cfg.Node.ProbeAttempts, "probe-attempts", 2, "TCP probes per verification")
+	f.BoolVar(&cfg.Node.ExpireWithoutProbe, "expire-without-probe", false, "remove an instance whose lease passed without probing it (default: one that answers is kept, flagged stale-lease)")
 	f.DurationVar(&cfg.Node.MaxStaleness, "max-staleness", 2*time.Second, "a follower that has not heard from a leader for this long refuses default reads (503 stale; ?stale=true still reads)")
 	return cmd
 }

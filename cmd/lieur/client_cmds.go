@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -90,15 +91,33 @@ func newRegisterCmd() *cobra.Command {
 		}
 		ctx, cancel := ctxWithTimeout(cmd, f.timeout)
 		defer cancel()
+		if reg.TTL > 0 {
+			reg.OnLease = func(s client.LeaseState, err error) {
+				if s != client.LeaseActive && s != client.LeaseClosed {
+					fmt.Fprintf(cmd.ErrOrStderr(), "lieur: lease %s %v\n", s, err)
+				}
+			}
+		}
 		r, err := c.Register(ctx, reg)
 		if err != nil {
 			return err
 		}
 		if f.json {
-			return printJSON(cmd.OutOrStdout(), wire.RegisterResponse{ID: r.ID(), Index: r.Index()})
+			if err := printJSON(cmd.OutOrStdout(), wire.RegisterResponse{ID: r.ID(), Index: r.Index()}); err != nil {
+				return err
+			}
+		} else {
+			fmt.Fprintf(cmd.OutOrStdout(), "registered %s (index %d)\n", r.ID(), r.Index())
 		}
-		fmt.Fprintf(cmd.OutOrStdout(), "registered %s (index %d)\n", r.ID(), r.Index())
-		return nil
+		if reg.TTL == 0 {
+			return nil
+		}
+		// A lease lives as long as this command: heartbeat until
+		// interrupted, then deregister.
+		<-cmd.Context().Done()
+		cctx, ccancel := context.WithTimeout(context.Background(), f.timeout)
+		defer ccancel()
+		return r.Close(cctx)
 	})
 	f.add(cmd)
 	cmd.Flags().StringVar(&reg.Type, "type", "", "service type (a DNS label)")
@@ -106,6 +125,7 @@ func newRegisterCmd() *cobra.Command {
 	cmd.Flags().IntVar(&reg.Port, "port", 0, "port of the instance")
 	cmd.Flags().StringVar(&reg.ID, "id", "", "instance id (default <type>-<address>-<port>)")
 	cmd.Flags().StringSliceVar(&meta, "meta", nil, "metadata as key=value, repeatable")
+	cmd.Flags().DurationVar(&reg.TTL, "ttl", 0, "make it a lease (1s to 1h): heartbeat every ttl/3 until interrupted, then deregister")
 	for _, name := range []string{"type", "address", "port"} {
 		_ = cmd.MarkFlagRequired(name)
 	}

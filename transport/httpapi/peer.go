@@ -9,6 +9,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/url"
 	"strings"
 	"time"
 
@@ -52,6 +53,11 @@ func (p *PeerClient) Join(ctx context.Context, target string, m binder.Member) e
 // RemoveMember asks the leader at httpAddr to remove a server.
 func (p *PeerClient) RemoveMember(ctx context.Context, httpAddr, id string) error {
 	return p.do(ctx, http.MethodDelete, baseURL(httpAddr)+"/v1/cluster/members/"+id, nil, nil)
+}
+
+// Heartbeat asks the leader at httpAddr to renew a lease.
+func (p *PeerClient) Heartbeat(ctx context.Context, httpAddr, id string) error {
+	return p.do(ctx, http.MethodPut, baseURL(httpAddr)+"/v1/services/"+url.PathEscape(id)+"/heartbeat", nil, nil)
 }
 
 // ReadIndex asks the leader at httpAddr for a read index.

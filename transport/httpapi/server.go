@@ -35,6 +35,7 @@ const (
 type Binder interface {
 	Register(ctx context.Context, r binder.Registration) (string, uint64, error)
 	Deregister(ctx context.Context, id, requestID string) (uint64, error)
+	Heartbeat(ctx context.Context, id string) error
 	Lookup(typ string) (fsm.Instance, error)
 	LookupWait(ctx context.Context, typ string) (fsm.Instance, error)
 	Services() ([]fsm.Instance, uint64)
@@ -70,6 +71,7 @@ func NewServer(b Binder, logger hclog.Logger) *Server {
 	s := &Server{b: b, log: logger, mux: http.NewServeMux()}
 	s.mux.HandleFunc("POST /v1/services", s.register)
 	s.mux.HandleFunc("DELETE /v1/services/{id}", s.deregister)
+	s.mux.HandleFunc("PUT /v1/services/{id}/heartbeat", s.heartbeat)
 	s.mux.HandleFunc("GET /v1/services", s.services)
 	s.mux.HandleFunc("GET /v1/services/{type}", s.servicesOf)
 	s.mux.HandleFunc("GET /v1/lookup/{type}", s.lookup)
@@ -140,7 +142,16 @@ func (s *Server) register(w http.ResponseWriter, r *http.Request) {
 	if !decodeBody(w, r, &req) {
 		return
 	}
-	id, idx, err := s.b.Register(r.Context(), binder.Registration{ID: req.ID, Type: req.Type, Address: req.Address, Port: req.Port, Meta: req.Meta})
+	var ttl time.Duration
+	if req.TTL != "" {
+		d, err := time.ParseDuration(req.TTL)
+		if err != nil {
+			writeError(w, http.StatusBadRequest, "", fmt.Sprintf("ttl %q is not a duration such as 10s", req.TTL))
+			return
+		}
+		ttl = d
+	}
+	id, idx, err := s.b.Register(r.Context(), binder.Registration{ID: req.ID, Type: req.Type, Address: req.Address, Port: req.Port, Meta: req.Meta, TTL: ttl})
 	if err != nil {
 		s.fail(w, r, err)
 		return
@@ -155,6 +166,15 @@ func (s *Server) deregister(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	writeJSON(w, http.StatusOK, wire.IndexResponse{Index: idx})
+}
+
+func (s *Server) heartbeat(w http.ResponseWriter, r *http.Request) {
+	id := r.PathValue("id")
+	if err := s.b.Heartbeat(r.Context(), id); err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]string{"renewed": id})
 }
 
 func (s *Server) lookup(w http.ResponseWriter, r *http.Request) {
@@ -373,7 +393,7 @@ func (s *Server) status(w http.ResponseWriter, r *http.Request) {
 		ID: st.ID, State: st.State, Leader: st.Leader, Term: st.Term,
 		AppliedIndex: st.AppliedIndex, LastLogIndex: st.LastLogIndex,
 		Services: st.Services, TableHash: st.TableHash, CaughtUp: st.CaughtUp,
-		LastContactMs: millis(st.LastContact),
+		LastContactMs: millis(st.LastContact), LeaseGuard: st.LeaseGuard, VerificationHold: st.VerificationHold,
 	})
 }
 
@@ -478,7 +498,11 @@ func toWire(i fsm.Instance) wire.Instance {
 	if meta == nil {
 		meta = map[string]string{}
 	}
-	return wire.Instance{ID: i.ID, Type: i.Type, Address: i.Address, Port: i.Port, Meta: meta}
+	out := wire.Instance{ID: i.ID, Type: i.Type, Address: i.Address, Port: i.Port, Meta: meta, Health: i.Health, Flaps: i.Flaps}
+	if i.TTLMillis > 0 {
+		out.TTL = (time.Duration(i.TTLMillis) * time.Millisecond).String()
+	}
+	return out
 }
 
 func toWireList(list []fsm.Instance) []wire.Instance {

@@ -102,7 +102,11 @@ func TestRegisterValidation(t *testing.T) {
 		{"port too big", `{"type":"echo","address":"127.0.0.1","port":65536}`, 400, "port"},
 		{"port not a number", `{"type":"echo","address":"127.0.0.1","port":"80"}`, 400, "port"},
 		{"port fraction", `{"type":"echo","address":"127.0.0.1","port":80.5}`, 400, "port"},
-		{"unknown field", `{"type":"echo","address":"127.0.0.1","port":1,"ttl":"5s"}`, 400, "unknown field"},
+		{"unknown field", `{"type":"echo","address":"127.0.0.1","port":1,"color":"red"}`, 400, "unknown field"},
+		{"valid ttl", `{"type":"echo","address":"127.0.0.1","port":2,"ttl":"10s"}`, 200, ""},
+		{"ttl too short", `{"type":"echo","address":"127.0.0.1","port":3,"ttl":"500ms"}`, 400, "ttl"},
+		{"ttl too long", `{"type":"echo","address":"127.0.0.1","port":3,"ttl":"2h"}`, 400, "ttl"},
+		{"ttl not a duration", `{"type":"echo","address":"127.0.0.1","port":3,"ttl":"ten"}`, 400, "ttl"},
 		{"bad JSON", `{"type":`, 400, "JSON"},
 		{"empty body", ``, 400, "empty"},
 		{"trailing data", `{"type":"echo","address":"127.0.0.1","port":1} {}`, 400, "after"},
@@ -258,4 +262,16 @@ func TestDeregisterWithRequestIDIsIdempotent(t *testing.T) {
 	assert.Equal(t, first.body["index"], again.body["index"])
 	assert.Equal(t, 404, del("req-2").status, "another request id is another deregistration")
 	assert.Equal(t, 400, del("bad id!").status)
+}
+
+func TestHeartbeat(t *testing.T) {
+	srv := newAPI(t)
+	require.Equal(t, 200, call(t, "POST", srv.URL+"/v1/services", `{"type":"echo","address":"127.0.0.1","port":1,"ttl":"1m"}`).status)
+	require.Equal(t, 200, call(t, "POST", srv.URL+"/v1/services", `{"type":"echo","address":"127.0.0.1","port":2}`).status)
+	assert.Equal(t, 200, call(t, "PUT", srv.URL+"/v1/services/echo-127.0.0.1-1/heartbeat", "").status)
+	assert.Equal(t, 404, call(t, "PUT", srv.URL+"/v1/services/nobody/heartbeat", "").status, "404 tells the server to register again")
+	assert.Equal(t, 400, call(t, "PUT", srv.URL+"/v1/services/echo-127.0.0.1-2/heartbeat", "").status, "no lease to renew")
+	a := call(t, "GET", srv.URL+"/v1/services/echo", "")
+	require.Equal(t, 200, a.status)
+	assert.Contains(t, a.raw, `"ttl":"1m0s"`)
 }

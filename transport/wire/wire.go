@@ -62,6 +62,9 @@ type RegisterRequest struct {
 	Port    int               `json:"port"`
 	ID      string            `json:"id,omitempty"`
 	Meta    map[string]string `json:"meta,omitempty"`
+	// TTL, e.g. "10s" (1s to 1h), makes the registration a lease: renew it
+	// with PUT /v1/services/{id}/heartbeat.
+	TTL string `json:"ttl,omitempty"`
 }
 
 // RegisterResponse answers POST /v1/services.
@@ -82,6 +85,13 @@ type Instance struct {
 	Address string            `json:"address"`
 	Port    int               `json:"port"`
 	Meta    map[string]string `json:"meta"`
+	// TTL of a leased registration ("10s"); absent without a lease.
+	TTL string `json:"ttl,omitempty"`
+	// Health is "stale-lease" when the lease passed without a heartbeat
+	// but the instance still answered a probe; absent when healthy.
+	Health string `json:"health,omitempty"`
+	// Flaps counts the times the lease went stale and recovered.
+	Flaps int `json:"flaps,omitempty"`
 }
 
 // ServicesResponse answers GET /v1/services and GET /v1/services/{type}.
@@ -141,6 +151,12 @@ type Status struct {
 	// LastContactMs is the milliseconds since this node last heard from
 	// the leader: 0 on the leader, -1 when it never has.
 	LastContactMs int64 `json:"last_contact_ms"`
+	// LeaseGuard, on the leader: per type, the leases the mass-expiry
+	// guard holds back one more TTL.
+	LeaseGuard map[string]int `json:"lease_guard,omitempty"`
+	// VerificationHold: this node's probes fail for most instances, so it
+	// holds the removals reports would make.
+	VerificationHold bool `json:"verification_hold"`
 }
 
 // JoinRequest is the body of POST /v1/cluster/join.
