@@ -201,3 +201,138 @@ func TestMeasureSnapshotCatchUp(t *testing.T) {
 	}
 	c.waitConverged()
 }
+
+// cpuTicks reads a process's user+system CPU time in clock ticks.
+func cpuTicks(pid int) (uint64, error) {
+	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0, err
+	}
+	// Fields after the command name (which may hold spaces) start at ')'.
+	fields := strings.Fields(string(data[strings.LastIndexByte(string(data), ')')+2:]))
+	var utime, stime uint64
+	fmt.Sscan(fields[11], &utime)
+	fmt.Sscan(fields[12], &stime)
+	return utime + stime, nil
+}
+
+const clockTicks = 100 // USER_HZ on Linux
+
+// Leases heartbeating steadily: the cluster's CPU and the Raft log growth
+// per minute, for 1 000 and 10 000 instances with a 5 s TTL renewed every
+// TTL/3 by clients spread over the binders.
+func TestMeasureLeases(t *testing.T) {
+	skipUnlessMeasuring(t)
+	window := time.Minute
+	if v := os.Getenv("MEASURE_LEASE_WINDOW"); v != "" {
+		d, err := time.ParseDuration(v)
+		require.NoError(t, err)
+		window = d
+	}
+	for _, count := range []int{1000, 10000} {
+		t.Run(fmt.Sprint(count), func(t *testing.T) {
+			const ttl = 5 * time.Second
+			c := startCluster(t, 3)
+			cl := newClient(t, c, nil)
+			ids := make([]string, count)
+			var wg sync.WaitGroup
+			var next atomic.Int64
+			for g := 0; g < 64; g++ {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					for {
+						i := int(next.Add(1) - 1)
+						if i >= count {
+							return
+						}
+						ids[i] = fmt.Sprintf("lease-%05d", i)
+						body := wire.RegisterRequest{ID: ids[i], Type: fmt.Sprintf("t%d", i%20), Address: "127.0.0.1", Port: 1 + i%60000, TTL: ttl.String()}
+						for {
+							if code, err := postJSON(c.nodes[i%3].url()+"/v1/services", body, nil); err == nil && code == 200 {
+								break
+							}
+						}
+					}
+				}()
+			}
+			wg.Wait()
+
+			// Heartbeats: each instance every TTL/3, spread evenly.
+			ctx, stop := context.WithCancel(context.Background())
+			defer stop()
+			var beats, beatFails atomic.Int64
+			work := make(chan string, 1024)
+			for g := 0; g < 64; g++ {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					for id := range work {
+						hctx, cancel := context.WithTimeout(ctx, ttl/3)
+						err := cl.Heartbeat(hctx, id)
+						cancel()
+						beats.Add(1)
+						if err != nil && ctx.Err() == nil {
+							beatFails.Add(1)
+						}
+					}
+				}()
+			}
+			go func() {
+				defer close(work)
+				period := ttl / 3
+				step := period / time.Duration(count)
+				tick := time.NewTicker(max(step, time.Millisecond))
+				defer tick.Stop()
+				perTick := max(1, int(time.Millisecond/max(step, 1)))
+				i := 0
+				for {
+					select {
+					case <-ctx.Done():
+						return
+					case <-tick.C:
+					}
+					for k := 0; k < perTick; k++ {
+						select {
+						case work <- ids[i%count]:
+						case <-ctx.Done():
+							return
+						}
+						i++
+					}
+				}
+			}()
+
+			time.Sleep(10 * time.Second) // a measurement's warm-up, not a synchronisation
+			var pids []int
+			for _, n := range c.nodes {
+				pids = append(pids, n.cmd.Process.Pid)
+			}
+			cpu0 := map[int]uint64{}
+			for _, p := range pids {
+				cpu0[p], _ = cpuTicks(p)
+			}
+			st0, err := c.status(c.leader())
+			require.NoError(t, err)
+			beats0, fails0 := beats.Load(), beatFails.Load()
+			start := time.Now()
+			time.Sleep(window) // the measurement window
+			elapsed := time.Since(start)
+			var ticks uint64
+			for _, p := range pids {
+				now, _ := cpuTicks(p)
+				ticks += now - cpu0[p]
+			}
+			st1, err := c.status(c.leader())
+			require.NoError(t, err)
+			stop()
+			wg.Wait()
+			cpuPct := float64(ticks) / clockTicks / elapsed.Seconds() * 100
+			entriesPerMin := float64(st1.LastLogIndex-st0.LastLogIndex) / elapsed.Minutes()
+			beatRate := float64(beats.Load()-beats0) / elapsed.Seconds()
+			fmt.Printf("LEASES instances=%d ttl=%s window=%s cluster_cpu=%.1f%%_of_one_core heartbeats_per_s=%.0f failed_heartbeats=%d raft_entries_per_min=%.1f services=%d\n",
+				count, ttl, elapsed.Round(time.Second), cpuPct, beatRate, beatFails.Load()-fails0, entriesPerMin, st1.Services)
+			assert.Equal(t, count, st1.Services, "no heartbeating instance expired")
+		})
+	}
+}
