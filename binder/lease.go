@@ -309,18 +309,21 @@ func (n *Node) expire(e expiry) {
 		cancel()
 	}
 	if n.leases.settle(e.id, alive, time.Now()) {
+		n.metrics.expiries.WithLabelValues("renewed").Inc()
 		n.log.Info("lease renewed while its expiry was probing: kept", "id", inst.ID)
 		return
 	}
 	ctx, cancel := context.WithTimeout(n.ctx, n.cfg.WriteHold)
 	defer cancel()
 	if alive {
+		n.metrics.expiries.WithLabelValues("stale").Inc()
 		if inst.Health != fsm.HealthStaleLease {
 			n.log.Warn("lease expired but the instance answers: kept as stale-lease", "id", inst.ID, "addr", addr)
 			n.applyLeaseState(ctx, inst, true)
 		}
 		return
 	}
+	n.metrics.expiries.WithLabelValues("removed").Inc()
 	_, err := n.apply(ctx, fsm.RemoveCmd{ID: inst.ID, RegIndex: inst.Index, Reason: fsm.ReasonExpired}, true)
 	if err != nil && !errors.Is(err, ErrUnknownID) && !errors.Is(err, ErrSuperseded) {
 		n.log.Warn("lease expiry not committed", "id", inst.ID, "error", err)

@@ -61,6 +61,7 @@ type Node struct {
 	store  *raftboltdb.BoltStore
 	resume bool // the data dir held Raft state at start
 
+	metrics *metrics
 	changes *notifier
 	cursors sync.Map // type -> *atomic.Uint64
 	lead    leadership
@@ -113,6 +114,7 @@ func New(cfg Config) (*Node, error) {
 		cancel:      cancel,
 	}
 	n.fsm = fsm.New(n.observe)
+	n.metrics = newMetrics()
 
 	store, err := raftboltdb.New(raftboltdb.Options{Path: filepath.Join(cfg.DataDir, "raft.db")})
 	if err != nil {
@@ -155,7 +157,7 @@ func New(cfg Config) (*Node, error) {
 	rc.MaxAppendEntries = 64
 
 	n.trans = raftTransport(cfg)
-	r, err := raft.NewRaft(rc, n.fsm, logs, store, snaps, n.trans)
+	r, err := raft.NewRaft(rc, &timedFSM{FSM: n.fsm, applySeconds: n.metrics.applySeconds}, logs, store, snaps, n.trans)
 	if err != nil {
 		n.trans.Close()
 		store.Close()

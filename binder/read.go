@@ -45,6 +45,8 @@ func preferHealthy(list []*fsm.Instance) []*fsm.Instance {
 // LookupWait is Lookup, except that when the type has no instance it waits
 // until one appears or ctx ends.
 func (n *Node) LookupWait(ctx context.Context, typ string) (fsm.Instance, error) {
+	n.metrics.waiters.Inc()
+	defer n.metrics.waiters.Dec()
 	for {
 		changed := n.changes.watch(typ)
 		inst, err := n.Lookup(typ)
@@ -80,6 +82,8 @@ func (n *Node) ServicesOf(typ string) ([]fsm.Instance, uint64) {
 // WaitIndex blocks until the index of typ ("" for the whole table) passes
 // after, or ctx ends. It reports whether the index passed.
 func (n *Node) WaitIndex(ctx context.Context, typ string, after uint64) bool {
+	n.metrics.waiters.Inc()
+	defer n.metrics.waiters.Dec()
 	for {
 		changed := n.changes.watch(typ)
 		var idx uint64

@@ -82,6 +82,7 @@ func (n *Node) Report(ctx context.Context, id string) (Verdict, uint64, error) {
 func (n *Node) verify(inst fsm.Instance, v *verification) {
 	defer n.wg.Done()
 	defer func() {
+		n.metrics.verdicts.WithLabelValues(string(v.verdict)).Inc()
 		n.verifyMu.Lock()
 		delete(n.verifying, inst.ID)
 		n.verifyMu.Unlock()

@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"github.com/hashicorp/go-hclog"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/spf13/cobra"
 
 	"github.com/lieur/lieur/binder"
@@ -29,6 +31,8 @@ type AgentConfig struct {
 	Peers    string
 	Join     string
 	LogLevel string
+	// Pprof serves the runtime profiles at /debug/pprof/ (opt-in).
+	Pprof bool
 	// Node holds the Raft and verification tuning; ID, DataDir, Peers,
 	// Join, Stream, Peer and Logger are filled in from the fields above.
 	Node binder.Config
@@ -108,8 +112,15 @@ func NewAgent(cfg AgentConfig, logger hclog.Logger) (*Agent, error) {
 		return nil, err
 	}
 	a := &Agent{cfg: cfg, log: logger, node: node, peer: peer, ln: ln}
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	reg.MustRegister(node.Collectors()...)
+	opts := []httpapi.Option{httpapi.WithMetrics(reg)}
+	if cfg.Pprof {
+		opts = append(opts, httpapi.WithPprof())
+	}
 	a.http = &http.Server{
-		Handler:           httpapi.NewServer(node, logger.Named("http")),
+		Handler:           httpapi.NewServer(node, logger.Named("http"), opts...),
 		ReadHeaderTimeout: 5 * time.Second,
 		ReadTimeout:       30 * time.Second,
 		IdleTimeout:       2 * time.Minute,
@@ -199,6 +210,7 @@ from it and never bootstraps again.`,
 	f.StringVar(&cfg.Peers, "peers", "", "initial voters as id=host:port,... including this node")
 	f.StringVar(&cfg.Join, "join", "", "URL of a node of an existing cluster to join (instead of --peers)")
 	f.StringVar(&cfg.LogLevel, "log-level", "info", "trace, debug, info, warn or error")
+	f.BoolVar(&cfg.Pprof, "pprof", false, "serve runtime profiles at /debug/pprof/ on the HTTP address")
 	f.DurationVar(&cfg.Node.HeartbeatTimeout, "heartbeat-timeout", 350*time.Millisecond, "Raft heartbeat timeout")
 	f.DurationVar(&cfg.Node.ElectionTimeout, "election-timeout", 350*time.Millisecond, "Raft election timeout")
 	f.DurationVar(&cfg.Node.LeaderLeaseTimeout, "leader-lease-timeout", 175*time.Millisecond, "Raft leader lease timeout")

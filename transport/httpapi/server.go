@@ -10,7 +10,10 @@ import (
 	"strconv"
 	"time"
 
+	"net/http/pprof"
+
 	"github.com/hashicorp/go-hclog"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/lieur/lieur/binder"
 	"github.com/lieur/lieur/fsm"
@@ -58,17 +61,47 @@ var _ Binder = (*binder.Node)(nil)
 
 // Server routes API requests to a Binder.
 type Server struct {
-	b   Binder
-	log hclog.Logger
-	mux *http.ServeMux
+	b       Binder
+	log     hclog.Logger
+	mux     *http.ServeMux
+	metrics *httpMetrics
+}
+
+// Option configures a Server.
+type Option func(*Server)
+
+// WithMetrics registers the server's request metrics in reg and serves reg
+// at GET /metrics.
+func WithMetrics(reg *prometheus.Registry) Option {
+	return func(s *Server) {
+		s.metrics = newHTTPMetrics()
+		reg.MustRegister(s.metrics.requests, s.metrics.seconds)
+		s.mux.Handle("GET /metrics", MetricsHandler(reg))
+	}
+}
+
+// WithPprof serves the runtime profiles at /debug/pprof/.
+func WithPprof() Option {
+	return func(s *Server) {
+		s.mux.HandleFunc("GET /debug/pprof/", pprof.Index)
+		s.mux.HandleFunc("GET /debug/pprof/cmdline", pprof.Cmdline)
+		s.mux.HandleFunc("GET /debug/pprof/profile", pprof.Profile)
+		s.mux.HandleFunc("GET /debug/pprof/symbol", pprof.Symbol)
+		s.mux.HandleFunc("GET /debug/pprof/trace", pprof.Trace)
+	}
 }
 
 // NewServer returns the API handler for b.
-func NewServer(b Binder, logger hclog.Logger) *Server {
+func NewServer(b Binder, logger hclog.Logger, opts ...Option) *Server {
 	if logger == nil {
 		logger = hclog.NewNullLogger()
 	}
 	s := &Server{b: b, log: logger, mux: http.NewServeMux()}
+	defer func() {
+		for _, o := range opts {
+			o(s)
+		}
+	}()
 	s.mux.HandleFunc("POST /v1/services", s.register)
 	s.mux.HandleFunc("DELETE /v1/services/{id}", s.deregister)
 	s.mux.HandleFunc("PUT /v1/services/{id}/heartbeat", s.heartbeat)
@@ -100,11 +133,19 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			writeError(w, http.StatusInternalServerError, "", "internal error")
 		}
 	}()
-	if _, pattern := s.mux.Handler(r); pattern == "" {
+	_, pattern := s.mux.Handler(r)
+	if pattern == "" {
 		s.notRouted(w, r)
 		return
 	}
-	s.mux.ServeHTTP(w, r)
+	if s.metrics == nil {
+		s.mux.ServeHTTP(w, r)
+		return
+	}
+	start := time.Now()
+	sw := &statusWriter{ResponseWriter: w, code: http.StatusOK}
+	s.mux.ServeHTTP(sw, r)
+	s.metrics.observe(pattern, sw.code, start)
 }
 
 // notRouted lets the mux decide between 404, 405 and a redirect to a clean

@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	"go.uber.org/goleak"
@@ -274,4 +275,49 @@ func TestHeartbeat(t *testing.T) {
 	a := call(t, "GET", srv.URL+"/v1/services/echo", "")
 	require.Equal(t, 200, a.status)
 	assert.Contains(t, a.raw, `"ttl":"1m0s"`)
+}
+
+func TestMetricsEndpoint(t *testing.T) {
+	stream, err := raftnet.Listen("127.0.0.1:0", "")
+	require.NoError(t, err)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	peer := httpapi.NewPeerClient()
+	node, err := binder.New(binder.Config{
+		ID: "n1", HTTPAddr: ln.Addr().String(), DataDir: t.TempDir(),
+		Peers:  []binder.PeerAddr{{ID: "n1", RaftAddr: stream.Addr().String()}},
+		Stream: stream, Peer: peer,
+	})
+	require.NoError(t, err)
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(node.Collectors()...)
+	srv := httptest.NewUnstartedServer(httpapi.NewServer(node, nil, httpapi.WithMetrics(reg)))
+	srv.Listener.Close()
+	srv.Listener = ln
+	srv.Start()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { _ = node.Run(ctx); close(done) }()
+	defer func() { cancel(); <-done; _ = node.Close(); srv.Close(); peer.Close() }()
+	deadline := time.Now().Add(10 * time.Second)
+	for !node.CaughtUp() {
+		require.True(t, time.Now().Before(deadline))
+		time.Sleep(10 * time.Millisecond)
+	}
+	require.Equal(t, 200, call(t, "POST", srv.URL+"/v1/services", `{"type":"echo","address":"127.0.0.1","port":1}`).status)
+	call(t, "GET", srv.URL+"/v1/lookup/echo", "")
+	m := call(t, "GET", srv.URL+"/metrics", "")
+	require.Equal(t, 200, m.status)
+	for _, want := range []string{
+		`lieur_http_requests_total{code="200",route="GET /v1/lookup/{type}"} 1`,
+		`lieur_raft_state{state="leader"} 1`,
+		`lieur_instances{type="echo"} 1`,
+		`lieur_fsm_apply_seconds_count`,
+		`lieur_raft_applied_index`,
+		`lieur_raft_commit_index`,
+		`lieur_raft_last_contact_seconds 0`,
+		`lieur_waiters 0`,
+	} {
+		assert.Contains(t, m.raw, want)
+	}
 }
