@@ -61,11 +61,13 @@ type Node struct {
 	store  *raftboltdb.BoltStore
 	resume bool // the data dir held Raft state at start
 
-	metrics *metrics
-	changes *notifier
-	cursors sync.Map // type -> *atomic.Uint64
-	lead    leadership
-	leases  *leases
+	metrics  *metrics
+	applyCh  chan *applyReq // writes for the batcher, on the leader
+	inFlight chan struct{}  // slots for the batcher's entries in raft
+	changes  *notifier
+	cursors  sync.Map // type -> *atomic.Uint64
+	lead     leadership
+	leases   *leases
 	// holdUntil (unix nanos): until then /v1/status reports that report
 	// removals were held because this binder seemed cut off.
 	holdUntil atomic.Int64
@@ -77,6 +79,7 @@ type Node struct {
 	leaderSeen *notifier
 	observer   *raft.Observer
 	caughtUp   atomic.Bool
+	readFloor  atomic.Uint64 // highest index of a write this node forwarded
 
 	verifyMu  sync.Mutex
 	verifying map[string]*verification
@@ -115,6 +118,8 @@ func New(cfg Config) (*Node, error) {
 	}
 	n.fsm = fsm.New(n.observe)
 	n.metrics = newMetrics()
+	n.applyCh = make(chan *applyReq, maxBatch)
+	n.inFlight = make(chan struct{}, maxInFlight)
 
 	store, err := raftboltdb.New(raftboltdb.Options{Path: filepath.Join(cfg.DataDir, "raft.db")})
 	if err != nil {
@@ -180,9 +185,10 @@ func New(cfg Config) (*Node, error) {
 	} else if n.resume {
 		n.log.Info("resuming from existing raft state", "last_index", r.LastIndex())
 	}
-	n.wg.Add(2)
+	n.wg.Add(3)
 	go n.watchLeadership()
 	go n.runLeases()
+	go n.runBatcher()
 	obs := make(chan raft.Observation, 16)
 	n.observer = raft.NewObserver(obs, false, func(o *raft.Observation) bool {
 		_, ok := o.Data.(raft.LeaderObservation)

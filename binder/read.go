@@ -14,6 +14,7 @@ import (
 // cursor for the type, from local memory. It never touches Raft. Instances
 // flagged stale-lease are handed out only when no other is left.
 func (n *Node) Lookup(typ string) (fsm.Instance, error) {
+	n.atReadFloor()
 	list, _ := n.fsm.InstancesOf(typ)
 	if len(list) == 0 {
 		return fsm.Instance{}, fmt.Errorf("%w %q", ErrUnknownService, typ)
@@ -65,12 +66,16 @@ func (n *Node) LookupWait(ctx context.Context, typ string) (fsm.Instance, error)
 
 // Services returns every instance sorted by type then id, and the index of
 // the last change to the table.
-func (n *Node) Services() ([]fsm.Instance, uint64) { return n.fsm.All() }
+func (n *Node) Services() ([]fsm.Instance, uint64) {
+	n.atReadFloor()
+	return n.fsm.All()
+}
 
 // ServicesOf returns the type's instances sorted by id and the index of the
 // last change to the type (kept after the type empties, so blocking
 // queries on a vanished type still make progress).
 func (n *Node) ServicesOf(typ string) ([]fsm.Instance, uint64) {
+	n.atReadFloor()
 	list, idx := n.fsm.InstancesOf(typ)
 	out := make([]fsm.Instance, len(list))
 	for i, p := range list {

@@ -45,6 +45,7 @@ func (n *Node) Report(ctx context.Context, id string) (Verdict, uint64, error) {
 	}
 	// A resent report needs no key: it joins the running verification, or
 	// finds the instance removed recently, or probes again.
+	n.atReadFloor()
 	inst, ok := n.fsm.Get(id)
 	if !ok {
 		// This node may lag: before answering about an id it does not

@@ -92,7 +92,7 @@ func (n *Node) apply(ctx context.Context, cmd fsm.Command, idempotent bool) (uin
 		} else {
 			idx, err = n.forward(ctx, data)
 			if err == nil || errors.Is(err, ErrUnknownID) || errors.Is(err, ErrSuperseded) {
-				n.awaitApplied(ctx, idx)
+				n.raiseReadFloor(idx)
 			}
 		}
 		retry := errors.Is(err, ErrNotLeader) || errors.Is(err, ErrNoLeader) || (idempotent && errors.Is(err, ErrOutcomeUnknown))
@@ -128,12 +128,30 @@ func (n *Node) waitLeaderChange(ctx context.Context, changed <-chan struct{}, d 
 	}
 }
 
-// awaitApplied waits, briefly, until this node has applied index, so that a
-// caller whose write was forwarded reads it back from this node at once.
-func (n *Node) awaitApplied(ctx context.Context, index uint64) {
-	ctx, cancel := context.WithTimeout(ctx, time.Second)
+// raiseReadFloor makes this node's next reads reflect a write it
+// forwarded. The write's answer does not wait for this node to apply it:
+// a follower learns of a commit only with the leader's next append, up to
+// two commit timeouts later, which would multiply a lone writer's latency.
+// Instead the reads that follow wait, and only if they come that soon.
+func (n *Node) raiseReadFloor(index uint64) {
+	for {
+		cur := n.readFloor.Load()
+		if index <= cur || n.readFloor.CompareAndSwap(cur, index) {
+			return
+		}
+	}
+}
+
+// atReadFloor waits, up to a second, until this node has applied every
+// write it forwarded, so that it reads its own writes.
+func (n *Node) atReadFloor() {
+	floor := n.readFloor.Load()
+	if n.fsm.Applied() >= floor {
+		return
+	}
+	ctx, cancel := context.WithTimeout(n.ctx, time.Second)
 	defer cancel()
-	n.WaitApplied(ctx, index)
+	n.WaitApplied(ctx, floor)
 }
 
 func (n *Node) forward(ctx context.Context, data []byte) (uint64, error) {
@@ -144,34 +162,20 @@ func (n *Node) forward(ctx context.Context, data []byte) (uint64, error) {
 	return n.cfg.Peer.Apply(ctx, addr, data)
 }
 
+// applyLeader hands a command to the batcher (see runBatcher).
 func (n *Node) applyLeader(data []byte) (uint64, error) {
-	f := n.raft.Apply(data, raftApplyTimeout)
-	if err := f.Error(); err != nil {
-		switch {
-		case errors.Is(err, raft.ErrNotLeader), errors.Is(err, raft.ErrEnqueueTimeout):
-			return 0, fmt.Errorf("%w: %v", ErrNotLeader, err)
-		case errors.Is(err, raft.ErrRaftShutdown):
-			return 0, ErrShutdown
-		default:
-			// Leadership lost after the entry was appended: it may still
-			// commit under the next leader.
-			return 0, fmt.Errorf("%w: %v", ErrOutcomeUnknown, err)
-		}
+	req := &applyReq{data: data, done: make(chan applyRes, 1)}
+	select {
+	case n.applyCh <- req:
+	case <-n.ctx.Done():
+		return 0, ErrShutdown
 	}
-	res, ok := f.Response().(*fsm.Result)
-	if !ok {
-		return 0, fmt.Errorf("unexpected fsm response %T", f.Response())
+	select {
+	case res := <-req.done:
+		return res.index, res.err
+	case <-n.ctx.Done():
+		// The batcher stops with the node; a command it took may still
+		// have reached the log.
+		return 0, fmt.Errorf("%w: node stopping", ErrOutcomeUnknown)
 	}
-	if res.Err != nil {
-		switch {
-		case errors.Is(res.Err, fsm.ErrUnknownInstance):
-			return res.Index, ErrUnknownID
-		case errors.Is(res.Err, fsm.ErrSuperseded):
-			return res.Index, fmt.Errorf("%w: %v", ErrSuperseded, res.Err)
-		case errors.Is(res.Err, fsm.ErrBadCommand):
-			return res.Index, fmt.Errorf("%w: %v", ErrInvalid, res.Err)
-		}
-		return res.Index, res.Err
-	}
-	return res.Index, nil
 }

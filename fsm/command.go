@@ -15,6 +15,7 @@ const (
 	TagNodeMeta   = "node-meta/v1"
 	TagNodeForget = "node-forget/v1"
 	TagLeaseState = "lease-state/v1"
+	TagBatch      = "batch/v1"
 )
 
 // Reasons recorded when an instance leaves the table.
@@ -93,6 +94,13 @@ type LeaseStateCmd struct {
 	Stale    bool   `json:"stale"`
 }
 
+// BatchCmd carries several encoded commands in one log entry, applied in
+// order at that entry's index. The leader batches concurrent writes so
+// that they share one append and one fsync. A batch never nests.
+type BatchCmd struct {
+	Commands []json.RawMessage `json:"commands"`
+}
+
 // NodeForgetCmd drops a binder's metadata when it leaves the cluster.
 type NodeForgetCmd struct {
 	NodeID string `json:"node_id"`
@@ -104,6 +112,7 @@ func (RemoveCmd) Tag() string     { return TagRemove }
 func (NodeMetaCmd) Tag() string   { return TagNodeMeta }
 func (NodeForgetCmd) Tag() string { return TagNodeForget }
 func (LeaseStateCmd) Tag() string { return TagLeaseState }
+func (BatchCmd) Tag() string      { return TagBatch }
 
 type envelope struct {
 	Type string          `json:"type"`
@@ -138,6 +147,8 @@ func Decode(data []byte) (Command, error) {
 		return decodeBody[NodeForgetCmd](env)
 	case TagLeaseState:
 		return decodeBody[LeaseStateCmd](env)
+	case TagBatch:
+		return decodeBody[BatchCmd](env)
 	default:
 		return nil, fmt.Errorf("%w: unknown type %q", ErrBadCommand, env.Type)
 	}

@@ -64,10 +64,17 @@ type Change struct {
 	Index uint64
 }
 
-// Result is what Apply returns through raft.ApplyFuture.Response().
+// Result is what Apply returns through raft.ApplyFuture.Response() for a
+// single command.
 type Result struct {
 	Index uint64
 	Err   error
+}
+
+// BatchResult is what Apply returns for a BatchCmd: one Result per
+// command, in order.
+type BatchResult struct {
+	Results []*Result
 }
 
 // FSM is the replicated service table. Apply is called by raft from one
@@ -82,8 +89,8 @@ type FSM struct {
 
 	mu         sync.RWMutex
 	byID       map[string]*Instance
-	byType     map[string][]*Instance // each slice sorted by id, never mutated after publication
-	typeIndex  map[string]uint64      // last index that changed each type; kept after a type empties
+	byType     map[string]*typeSet
+	typeIndex  map[string]uint64 // last index that changed each type; kept after a type empties
 	lastChange uint64
 	nodes      map[string]string // node id -> HTTP address
 	requests   requestLog
@@ -128,7 +135,7 @@ func New(observe func(Change)) *FSM {
 	return &FSM{
 		observe:   observe,
 		byID:      map[string]*Instance{},
-		byType:    map[string][]*Instance{},
+		byType:    map[string]*typeSet{},
 		typeIndex: map[string]uint64{},
 		nodes:     map[string]string{},
 	}
@@ -141,7 +148,29 @@ func (f *FSM) Apply(l *raft.Log) interface{} {
 		f.applied.Store(l.Index)
 		return &Result{Index: l.Index, Err: err}
 	}
+	if b, ok := cmd.(BatchCmd); ok {
+		return f.applyBatch(l.Index, b)
+	}
 	return f.ApplyCommand(l.Index, cmd)
+}
+
+func (f *FSM) applyBatch(index uint64, b BatchCmd) *BatchResult {
+	out := &BatchResult{Results: make([]*Result, len(b.Commands))}
+	for i, raw := range b.Commands {
+		cmd, err := Decode(raw)
+		if err == nil {
+			if _, nested := cmd.(BatchCmd); nested {
+				err = fmt.Errorf("%w: nested batch", ErrBadCommand)
+			}
+		}
+		if err != nil {
+			out.Results[i] = &Result{Index: index, Err: err}
+			continue
+		}
+		out.Results[i] = f.ApplyCommand(index, cmd)
+	}
+	f.applied.Store(index)
+	return out
 }
 
 // ApplyCommand applies a decoded command at the given index. Apply uses it;
@@ -244,49 +273,61 @@ func requestID(cmd Command) string {
 	return ""
 }
 
+// typeSet holds one type's instances. Writes change the map (under the
+// FSM's lock) and drop the sorted view; the first read after a change
+// builds it again, once. A burst of registrations into one large type thus
+// costs O(1) each, not a copy of the whole type each.
+type typeSet struct {
+	members map[string]*Instance
+	view    atomic.Pointer[[]*Instance] // sorted by id; nil after a change; never mutated once stored
+}
+
+// sorted returns the view, building it if a change dropped it. Callers
+// hold the FSM's lock, shared or not: members does not change meanwhile.
+func (t *typeSet) sorted() []*Instance {
+	if v := t.view.Load(); v != nil {
+		return *v
+	}
+	list := make([]*Instance, 0, len(t.members))
+	for _, inst := range t.members {
+		list = append(list, inst)
+	}
+	sort.Slice(list, func(i, j int) bool { return list[i].ID < list[j].ID })
+	t.view.Store(&list)
+	return list
+}
+
 // replaceLocked swaps an instance for a new version of itself (same id and
-// type), publishing a new slice for its type.
+// type).
 func (f *FSM) replaceLocked(old, next *Instance, index uint64) {
 	f.byID[next.ID] = next
-	list := f.byType[next.Type]
-	fresh := make([]*Instance, len(list))
-	for i, inst := range list {
-		if inst == old {
-			fresh[i] = next
-		} else {
-			fresh[i] = inst
-		}
-	}
-	f.byType[next.Type] = fresh
+	ts := f.byType[next.Type]
+	ts.members[next.ID] = next
+	ts.view.Store(nil)
 	f.touchLocked(next.Type, index)
 }
 
-// linkLocked inserts inst, publishing a new sorted slice for its type.
+// linkLocked inserts inst.
 func (f *FSM) linkLocked(inst *Instance, index uint64) {
 	f.byID[inst.ID] = inst
-	old := f.byType[inst.Type]
-	next := make([]*Instance, 0, len(old)+1)
-	pos := sort.Search(len(old), func(i int) bool { return old[i].ID >= inst.ID })
-	next = append(next, old[:pos]...)
-	next = append(next, inst)
-	next = append(next, old[pos:]...)
-	f.byType[inst.Type] = next
+	ts := f.byType[inst.Type]
+	if ts == nil {
+		ts = &typeSet{members: map[string]*Instance{}}
+		f.byType[inst.Type] = ts
+	}
+	ts.members[inst.ID] = inst
+	ts.view.Store(nil)
 	f.touchLocked(inst.Type, index)
 }
 
 func (f *FSM) unlinkLocked(inst *Instance, index uint64) {
 	delete(f.byID, inst.ID)
-	old := f.byType[inst.Type]
-	next := make([]*Instance, 0, len(old))
-	for _, o := range old {
-		if o.ID != inst.ID {
-			next = append(next, o)
+	if ts := f.byType[inst.Type]; ts != nil {
+		delete(ts.members, inst.ID)
+		ts.view.Store(nil)
+		if len(ts.members) == 0 {
+			delete(f.byType, inst.Type)
 		}
-	}
-	if len(next) == 0 {
-		delete(f.byType, inst.Type)
-	} else {
-		f.byType[inst.Type] = next
 	}
 	f.touchLocked(inst.Type, index)
 }
@@ -312,7 +353,11 @@ func (f *FSM) Get(id string) (Instance, bool) {
 func (f *FSM) InstancesOf(typ string) ([]*Instance, uint64) {
 	f.mu.RLock()
 	defer f.mu.RUnlock()
-	return f.byType[typ], f.typeIndex[typ]
+	ts := f.byType[typ]
+	if ts == nil {
+		return nil, f.typeIndex[typ]
+	}
+	return ts.sorted(), f.typeIndex[typ]
 }
 
 // All returns every instance sorted by type then id, and the index of the
@@ -327,7 +372,7 @@ func (f *FSM) All() ([]Instance, uint64) {
 	sort.Strings(types)
 	out := make([]Instance, 0, len(f.byID))
 	for _, t := range types {
-		for _, inst := range f.byType[t] {
+		for _, inst := range f.byType[t].sorted() {
 			out = append(out, *inst)
 		}
 	}
@@ -505,7 +550,7 @@ func (f *FSM) Restore(rc io.ReadCloser) error {
 		return fmt.Errorf("restore snapshot: %w: %d", ErrSnapshotVersion, data.Version)
 	}
 	byID := make(map[string]*Instance, len(data.Services))
-	byType := map[string][]*Instance{}
+	byType := map[string]*typeSet{}
 	for i := range data.Services {
 		inst := &data.Services[i]
 		if inst.ID == "" || inst.Type == "" {
@@ -515,10 +560,12 @@ func (f *FSM) Restore(rc io.ReadCloser) error {
 			return fmt.Errorf("restore snapshot: duplicate id %q", inst.ID)
 		}
 		byID[inst.ID] = inst
-		byType[inst.Type] = append(byType[inst.Type], inst)
-	}
-	for _, list := range byType {
-		sort.Slice(list, func(i, j int) bool { return list[i].ID < list[j].ID })
+		ts := byType[inst.Type]
+		if ts == nil {
+			ts = &typeSet{members: map[string]*Instance{}}
+			byType[inst.Type] = ts
+		}
+		ts.members[inst.ID] = inst
 	}
 	if data.TypeIndex == nil {
 		data.TypeIndex = map[string]uint64{}

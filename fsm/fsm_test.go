@@ -2,6 +2,7 @@ package fsm
 
 import (
 	"bytes"
+	"encoding/json"
 	"errors"
 	"io"
 	"strconv"
@@ -262,4 +263,37 @@ func TestRequestLogIsBounded(t *testing.T) {
 	assert.Len(t, r.index, MaxRememberedRequests)
 	_, ok := r.seen("xa0")
 	assert.False(t, ok, "the oldest request was forgotten")
+}
+
+func TestBatchAppliesEachCommandInOrder(t *testing.T) {
+	f := New(nil)
+	enc := func(c Command) json.RawMessage {
+		b, err := Encode(c)
+		require.NoError(t, err)
+		return b
+	}
+	nested, err := Encode(BatchCmd{})
+	require.NoError(t, err)
+	data, err := Encode(BatchCmd{Commands: []json.RawMessage{
+		enc(reg("a", "echo", 1)),
+		enc(reg("b", "echo", 2)),
+		enc(DeregisterCmd{ID: "zz"}),
+		nested,
+		enc(DeregisterCmd{ID: "a"}),
+	}})
+	require.NoError(t, err)
+	res, ok := f.Apply(&raft.Log{Index: 7, Data: data}).(*BatchResult)
+	require.True(t, ok)
+	require.Len(t, res.Results, 5)
+	assert.NoError(t, res.Results[0].Err)
+	assert.NoError(t, res.Results[1].Err)
+	assert.ErrorIs(t, res.Results[2].Err, ErrUnknownInstance)
+	assert.ErrorIs(t, res.Results[3].Err, ErrBadCommand, "batches do not nest")
+	assert.NoError(t, res.Results[4].Err)
+	all, last := f.All()
+	require.Len(t, all, 1)
+	assert.Equal(t, "b", all[0].ID)
+	assert.Equal(t, uint64(7), all[0].Index)
+	assert.Equal(t, uint64(7), last)
+	assert.Equal(t, uint64(7), f.Applied())
 }

@@ -1,0 +1,150 @@
+package binder
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+
+	"github.com/hashicorp/raft"
+
+	"github.com/lieur/lieur/fsm"
+)
+
+// maxBatch bounds how many commands share one log entry; maxInFlight how
+// many entries the batcher has in raft at once. While they are in flight
+// the next writes queue up and leave together.
+const (
+	maxBatch    = 256
+	maxInFlight = 2
+)
+
+type applyReq struct {
+	data []byte
+	done chan applyRes
+}
+
+type applyRes struct {
+	index uint64
+	err   error
+}
+
+// runBatcher applies the leader's writes. While one entry is in flight,
+// the writes that arrive queue up; the next entry carries all of them
+// (a batch/v1 command), so concurrent writes share an append and an
+// fsync on every node instead of taking one each.
+func (n *Node) runBatcher() {
+	defer n.wg.Done()
+	for {
+		var first *applyReq
+		select {
+		case <-n.ctx.Done():
+			return
+		case first = <-n.applyCh:
+		}
+		// Wait for a free slot: meanwhile more writes queue up.
+		select {
+		case n.inFlight <- struct{}{}:
+		case <-n.ctx.Done():
+			first.done <- applyRes{0, ErrShutdown}
+			return
+		}
+		batch := []*applyReq{first}
+	collect:
+		for len(batch) < maxBatch {
+			select {
+			case r := <-n.applyCh:
+				batch = append(batch, r)
+			default:
+				break collect
+			}
+		}
+		n.wg.Add(1)
+		go func() {
+			defer n.wg.Done()
+			defer func() { <-n.inFlight }()
+			n.flush(batch)
+		}()
+	}
+}
+
+func (n *Node) flush(batch []*applyReq) {
+	if len(batch) == 1 {
+		idx, err := n.raftApply(batch[0].data)
+		batch[0].done <- applyRes{idx, err}
+		return
+	}
+	raw := make([]json.RawMessage, len(batch))
+	for i, r := range batch {
+		raw[i] = r.data
+	}
+	data, err := fsm.Encode(fsm.BatchCmd{Commands: raw})
+	if err != nil {
+		for _, r := range batch {
+			r.done <- applyRes{0, err}
+		}
+		return
+	}
+	f := n.raft.Apply(data, raftApplyTimeout)
+	if err := raftError(f.Error()); err != nil {
+		for _, r := range batch {
+			r.done <- applyRes{0, err}
+		}
+		return
+	}
+	br, ok := f.Response().(*fsm.BatchResult)
+	if !ok || len(br.Results) != len(batch) {
+		for _, r := range batch {
+			r.done <- applyRes{0, fmt.Errorf("unexpected fsm response %T", f.Response())}
+		}
+		return
+	}
+	for i, r := range batch {
+		idx, err := fsmError(br.Results[i])
+		r.done <- applyRes{idx, err}
+	}
+}
+
+// raftApply applies one command as its own log entry.
+func (n *Node) raftApply(data []byte) (uint64, error) {
+	f := n.raft.Apply(data, raftApplyTimeout)
+	if err := raftError(f.Error()); err != nil {
+		return 0, err
+	}
+	res, ok := f.Response().(*fsm.Result)
+	if !ok {
+		return 0, fmt.Errorf("unexpected fsm response %T", f.Response())
+	}
+	return fsmError(res)
+}
+
+// raftError maps raft's apply errors onto what a caller may conclude.
+func raftError(err error) error {
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, raft.ErrNotLeader), errors.Is(err, raft.ErrEnqueueTimeout):
+		return fmt.Errorf("%w: %v", ErrNotLeader, err)
+	case errors.Is(err, raft.ErrRaftShutdown):
+		return ErrShutdown
+	default:
+		// Leadership lost after the entry was appended: it may still
+		// commit under the next leader.
+		return fmt.Errorf("%w: %v", ErrOutcomeUnknown, err)
+	}
+}
+
+// fsmError maps the table's refusals onto binder's errors.
+func fsmError(res *fsm.Result) (uint64, error) {
+	if res.Err == nil {
+		return res.Index, nil
+	}
+	switch {
+	case errors.Is(res.Err, fsm.ErrUnknownInstance):
+		return res.Index, ErrUnknownID
+	case errors.Is(res.Err, fsm.ErrSuperseded):
+		return res.Index, fmt.Errorf("%w: %v", ErrSuperseded, res.Err)
+	case errors.Is(res.Err, fsm.ErrBadCommand):
+		return res.Index, fmt.Errorf("%w: %v", ErrInvalid, res.Err)
+	}
+	return res.Index, res.Err
+}

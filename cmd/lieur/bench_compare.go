@@ -1,0 +1,218 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/spf13/cobra"
+)
+
+// newBenchCompareCmd runs the same workloads against a local 3-node lieur
+// cluster and a local 3-member etcd cluster, and prints medians.
+func newBenchCompareCmd() *cobra.Command {
+	var etcdBin, clientsFlag string
+	var runs int
+	var duration time.Duration
+	cmd := &cobra.Command{
+		Use:   "compare",
+		Short: "Start 3 lieur agents and 3 etcd members on loopback and compare them",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			var clients []int
+			for _, c := range strings.Split(clientsFlag, ",") {
+				n, err := strconv.Atoi(strings.TrimSpace(c))
+				if err != nil || n < 1 {
+					return fmt.Errorf("--clients %q: want a list such as 1,16,64", clientsFlag)
+				}
+				clients = append(clients, n)
+			}
+			dir, err := os.MkdirTemp("", "lieur-compare-")
+			if err != nil {
+				return err
+			}
+			defer os.RemoveAll(dir)
+			ctx := cmd.Context()
+			lieur, stopLieur, err := startLieurCluster(ctx, dir)
+			if err != nil {
+				return err
+			}
+			defer stopLieur()
+			etcd, stopEtcd, err := startEtcdCluster(ctx, etcdBin, dir)
+			if err != nil {
+				return err
+			}
+			defer stopEtcd()
+			return compare(ctx, cmd.OutOrStdout(), lieur, etcd, clients, runs, duration)
+		},
+	}
+	cmd.Flags().StringVar(&etcdBin, "etcd", "/usr/bin/etcd", "the etcd binary (Debian's etcd-server)")
+	cmd.Flags().StringVar(&clientsFlag, "clients", "1,16,64", "client counts to run")
+	cmd.Flags().IntVar(&runs, "runs", 3, "runs of each cell; the table shows medians")
+	cmd.Flags().DurationVar(&duration, "duration", 5*time.Second, "length of each run")
+	return cmd
+}
+
+func compare(ctx context.Context, out io.Writer, lieur, etcd []string, clients []int, runs int, d time.Duration) error {
+	median := func(rs []benchResult) benchResult {
+		sort.Slice(rs, func(i, j int) bool { return rs[i].OpsPerS < rs[j].OpsPerS })
+		return rs[len(rs)/2]
+	}
+	cell := func(target string, binders []string, mode string, c int) (benchResult, error) {
+		var rs []benchResult
+		for r := 0; r < runs; r++ {
+			cfg := benchConfig{binders: binders, target: target, clients: c, duration: d, typ: "cmp", ratio: 0.9}
+			res, err := runBench(ctx, cfg, mode)
+			if err != nil {
+				return benchResult{}, fmt.Errorf("%s %s x%d: %w", target, mode, c, err)
+			}
+			fmt.Fprintf(os.Stderr, "  %s\n", res)
+			rs = append(rs, res)
+		}
+		return median(rs), nil
+	}
+	fmt.Fprintf(out, "| workload | clients | lieur ops/s | etcd ops/s | lieur/etcd | lieur p99 ms | etcd p99 ms | lieur errors | etcd errors |\n|---|---|---|---|---|---|---|---|---|\n")
+	for _, mode := range []string{"lookup", "register"} {
+		for _, c := range clients {
+			l, err := cell("lieur", lieur, mode, c)
+			if err != nil {
+				return err
+			}
+			e, err := cell("etcd", etcd, mode, c)
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(out, "| %s | %d | %.0f | %.0f | %.2f | %.2f | %.2f | %d | %d |\n", mode, c, l.OpsPerS, e.OpsPerS, l.OpsPerS/e.OpsPerS, l.P99Ms, e.P99Ms, l.Errors, e.Errors)
+		}
+	}
+	for _, c := range clients {
+		var rs []benchResult
+		for r := 0; r < runs; r++ {
+			res, err := benchCeiling(ctx, benchConfig{clients: c, duration: d})
+			if err != nil {
+				return err
+			}
+			rs = append(rs, res)
+		}
+		m := median(rs)
+		fmt.Fprintf(out, "| ceiling (bare net/http, in-process) | %d | %.0f | | | %.2f | | | |\n", c, m.OpsPerS, m.P99Ms)
+	}
+	return nil
+}
+
+func stopAll(ps []*exec.Cmd) {
+	for _, p := range ps {
+		_ = p.Process.Signal(syscall.SIGTERM)
+	}
+	for _, p := range ps {
+		done := make(chan struct{})
+		go func() { _ = p.Wait(); close(done) }()
+		select {
+		case <-done:
+		case <-time.After(10 * time.Second):
+			_ = p.Process.Kill()
+		}
+	}
+}
+
+func startLieurCluster(ctx context.Context, dir string) ([]string, func(), error) {
+	exe, err := os.Executable()
+	if err != nil {
+		return nil, nil, err
+	}
+	layout, err := loadOrCreateLayout(filepath.Join(dir, "lieur"), 3)
+	if err != nil {
+		return nil, nil, err
+	}
+	var peers, urls []string
+	for _, n := range layout.Nodes {
+		peers = append(peers, n.ID+"="+n.RaftAddr)
+		urls = append(urls, "http://"+n.HTTPAddr)
+	}
+	var procs []*exec.Cmd
+	for _, n := range layout.Nodes {
+		c := exec.Command(exe, "agent", "--id", n.ID, "--raft-addr", n.RaftAddr, "--http-addr", n.HTTPAddr,
+			"--data-dir", n.DataDir, "--peers", strings.Join(peers, ","), "--log-level", "warn")
+		c.Stderr = os.Stderr
+		if err := c.Start(); err != nil {
+			stopAll(procs)
+			return nil, nil, err
+		}
+		procs = append(procs, c)
+	}
+	stop := func() { stopAll(procs) }
+	hc := &http.Client{Timeout: 2 * time.Second}
+	deadline := time.Now().Add(30 * time.Second)
+	for _, u := range urls {
+		for {
+			data, err := send(ctx, hc, "GET", u+"/v1/status", nil, 200)
+			if err == nil && strings.Contains(string(data), `"caught_up":true`) {
+				break
+			}
+			if time.Now().After(deadline) {
+				stop()
+				return nil, nil, fmt.Errorf("lieur agent %s not ready: %v", u, err)
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+	}
+	return urls, stop, nil
+}
+
+func startEtcdCluster(ctx context.Context, bin, dir string) ([]string, func(), error) {
+	if _, err := os.Stat(bin); err != nil {
+		return nil, nil, fmt.Errorf("etcd binary %s: %w (apt-get install etcd-server)", bin, err)
+	}
+	ports, err := freePorts(6)
+	if err != nil {
+		return nil, nil, err
+	}
+	var initial, urls []string
+	for i := 0; i < 3; i++ {
+		initial = append(initial, fmt.Sprintf("e%d=http://127.0.0.1:%d", i+1, ports[2*i+1]))
+		urls = append(urls, fmt.Sprintf("http://127.0.0.1:%d", ports[2*i]))
+	}
+	var procs []*exec.Cmd
+	for i := 0; i < 3; i++ {
+		name := fmt.Sprintf("e%d", i+1)
+		c := exec.Command(bin, "--name", name, "--data-dir", filepath.Join(dir, "etcd", name),
+			"--listen-client-urls", urls[i], "--advertise-client-urls", urls[i],
+			"--listen-peer-urls", fmt.Sprintf("http://127.0.0.1:%d", ports[2*i+1]),
+			"--initial-advertise-peer-urls", fmt.Sprintf("http://127.0.0.1:%d", ports[2*i+1]),
+			"--initial-cluster", strings.Join(initial, ","), "--initial-cluster-state", "new",
+			"--initial-cluster-token", "lieur-compare", "--log-level", "warn")
+		c.Env = append(os.Environ(), "ETCD_UNSUPPORTED_ARCH=")
+		if err := c.Start(); err != nil {
+			stopAll(procs)
+			return nil, nil, err
+		}
+		procs = append(procs, c)
+	}
+	stop := func() { stopAll(procs) }
+	hc := &http.Client{Timeout: 2 * time.Second}
+	deadline := time.Now().Add(30 * time.Second)
+	for _, u := range urls {
+		for {
+			data, err := send(ctx, hc, "GET", u+"/health", nil, 200)
+			if err == nil && strings.Contains(string(data), "true") {
+				break
+			}
+			if time.Now().After(deadline) {
+				stop()
+				return nil, nil, errors.Join(fmt.Errorf("etcd member %s not healthy", u), err)
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+	}
+	return urls, stop, nil
+}
