@@ -5,7 +5,7 @@ BIN      := bin
 NODES    ?= 3
 DATA_DIR ?=
 
-.PHONY: all build run test unit integration chaos measure vet fmt-check clean
+.PHONY: all build run test unit integration chaos measure bench bench-compare vet fmt-check clean
 
 all: build
 
@@ -36,6 +36,17 @@ chaos:
 ## measure: the failover and catch-up figures of docs/reliability.md.
 measure:
 	LIEUR_MEASURE=1 $(GO) test -count=1 -timeout 0 -run 'TestMeasure' -v ./integration/
+
+## bench: the Go benchmarks (FSM apply, snapshot/restore, lookup handler,
+## cached Resolve).
+bench:
+	$(GO) test -run XXX -bench . -benchmem -count 6 ./fsm ./transport/httpapi ./client
+
+## bench-compare: lieur beside etcd (Debian's etcd-server, installed if
+## missing) on loopback, 3 nodes each, 1/16/64 clients, medians of 3 runs.
+bench-compare: build
+	@command -v etcd >/dev/null 2>&1 || (apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y etcd-server)
+	./$(BIN)/lieur bench compare --etcd $$(command -v etcd) --runs 3 --duration 5s --clients 1,16,64
 
 vet:
 	$(GO) vet ./...

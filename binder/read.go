@@ -43,6 +43,12 @@ func preferHealthy(list []*fsm.Instance) []*fsm.Instance {
 	return out
 }
 
+// TypeIndex is the index of the last change to typ.
+func (n *Node) TypeIndex(typ string) uint64 {
+	_, idx := n.fsm.InstancesOf(typ)
+	return idx
+}
+
 // LookupWait is Lookup, except that when the type has no instance it waits
 // until one appears or ctx ends.
 func (n *Node) LookupWait(ctx context.Context, typ string) (fsm.Instance, error) {

@@ -19,7 +19,6 @@ const (
 )
 
 var (
-	typeRe     = regexp.MustCompile(`^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$`)
 	idRe       = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._:-]*$`)
 	hostnameRe = regexp.MustCompile(`^(?i:[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)(\.(?i:[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?))*\.?$`)
 )
@@ -43,10 +42,25 @@ func DefaultID(typ, address string, port int) string {
 
 // ValidateType checks a service type: a DNS label.
 func ValidateType(typ string) error {
-	if !typeRe.MatchString(typ) {
+	if !isDNSLabel(typ) {
 		return fmt.Errorf("%w: type %q must be a DNS label (lower-case letters, digits and '-', 1 to 63 characters, not starting or ending with '-')", ErrInvalid, truncate(typ))
 	}
 	return nil
+}
+
+// isDNSLabel matches ^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$ without the
+// regexp engine: it is on every lookup.
+func isDNSLabel(s string) bool {
+	if len(s) < 1 || len(s) > 63 || s[0] == '-' || s[len(s)-1] == '-' {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if !(c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '-') {
+			return false
+		}
+	}
+	return true
 }
 
 // ValidateID checks an instance id.

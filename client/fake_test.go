@@ -143,7 +143,7 @@ type fakeBinder struct {
 	inject atomic.Pointer[func(http.ResponseWriter, *http.Request) bool]
 }
 
-func newFakeBinder(t *testing.T, name string, tab *table) *fakeBinder {
+func newFakeBinder(t testing.TB, name string, tab *table) *fakeBinder {
 	t.Helper()
 	b := &fakeBinder{name: name, tab: tab}
 	mux := http.NewServeMux()

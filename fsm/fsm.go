@@ -34,6 +34,27 @@ type Instance struct {
 	Health string `json:"health,omitempty"`
 	// Flaps counts the times the lease went stale and recovered.
 	Flaps int `json:"flaps,omitempty"`
+
+	// encoded memoises this version's wire form for the API layer. Copies
+	// of an Instance share it; a new version gets a new one.
+	encoded *encodedCache
+}
+
+type encodedCache struct{ b atomic.Pointer[[]byte] }
+
+// Encoded returns enc()'s bytes for this version of the instance,
+// computing them once: lookups answer with bytes prepared once per change.
+// enc must depend only on the instance.
+func (i Instance) Encoded(enc func() []byte) []byte {
+	if i.encoded == nil {
+		return enc()
+	}
+	if b := i.encoded.b.Load(); b != nil {
+		return *b
+	}
+	b := enc()
+	i.encoded.b.Store(&b)
+	return b
 }
 
 // HealthStaleLease marks an instance whose lease expired but which still
@@ -189,7 +210,7 @@ func (f *FSM) ApplyCommand(index uint64, cmd Command) *Result {
 	}
 	switch c := cmd.(type) {
 	case RegisterCmd:
-		inst := &Instance{ID: c.ID, Type: c.Type, Address: c.Address, Port: c.Port, Meta: c.Meta, Index: index, TTLMillis: c.TTLMillis}
+		inst := &Instance{ID: c.ID, Type: c.Type, Address: c.Address, Port: c.Port, Meta: c.Meta, Index: index, TTLMillis: c.TTLMillis, encoded: &encodedCache{}}
 		old := f.byID[c.ID]
 		if old != nil {
 			f.unlinkLocked(old, index)
@@ -239,6 +260,7 @@ func (f *FSM) ApplyCommand(index uint64, cmd Command) *Result {
 			// Already so: nothing changes.
 		default:
 			next := *old
+			next.encoded = &encodedCache{}
 			if c.Stale {
 				next.Health = HealthStaleLease
 			} else {
@@ -553,6 +575,7 @@ func (f *FSM) Restore(rc io.ReadCloser) error {
 	byType := map[string]*typeSet{}
 	for i := range data.Services {
 		inst := &data.Services[i]
+		inst.encoded = &encodedCache{}
 		if inst.ID == "" || inst.Type == "" {
 			return fmt.Errorf("restore snapshot: service %d has no id or type", i)
 		}

@@ -307,14 +307,18 @@ func newStatusCmd() *cobra.Command {
 			}
 		} else {
 			tw := tabwriter.NewWriter(cmd.OutOrStdout(), 0, 4, 2, ' ', 0)
-			fmt.Fprintln(tw, "BINDER\tID\tSTATE\tLEADER\tTERM\tAPPLIED\tLAST LOG\tSERVICES\tTABLE HASH")
+			fmt.Fprintln(tw, "BINDER\tID\tSTATE\tLEADER\tTERM\tAPPLIED\tLAST LOG\tLAST CONTACT\tCAUGHT UP\tSERVICES\tTABLE HASH")
 			for _, r := range rows {
 				if r.Status == nil {
-					fmt.Fprintf(tw, "%s\t-\tunreachable\t-\t-\t-\t-\t-\t%s\n", r.Binder, r.Error)
+					fmt.Fprintf(tw, "%s\t-\tunreachable\t-\t-\t-\t-\t-\t-\t-\t%s\n", r.Binder, r.Error)
 					continue
 				}
 				s := r.Status
-				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%d\t%d\t%d\t%.12s\n", r.Binder, s.ID, s.State, s.Leader, s.Term, s.AppliedIndex, s.LastLogIndex, s.Services, s.TableHash)
+				contact := "never"
+				if s.LastContactMs >= 0 {
+					contact = fmt.Sprintf("%dms", s.LastContactMs)
+				}
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%d\t%d\t%s\t%t\t%d\t%.12s\n", r.Binder, s.ID, s.State, s.Leader, s.Term, s.AppliedIndex, s.LastLogIndex, contact, s.CaughtUp, s.Services, s.TableHash)
 			}
 			if err := tw.Flush(); err != nil {
 				return err

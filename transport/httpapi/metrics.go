@@ -41,9 +41,26 @@ func (w *statusWriter) WriteHeader(code int) {
 
 func (w *statusWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
 
-func (m *httpMetrics) observe(route string, code int, start time.Time) {
-	m.requests.WithLabelValues(route, strconv.Itoa(code)).Inc()
-	m.seconds.WithLabelValues(route).Observe(time.Since(start).Seconds())
+// routeMetrics are one route's instruments, looked up once at start-up;
+// the common 200 counter is kept at hand.
+type routeMetrics struct {
+	m       *httpMetrics
+	route   string
+	ok      prometheus.Counter
+	seconds prometheus.Observer
+}
+
+func (m *httpMetrics) route(route string) *routeMetrics {
+	return &routeMetrics{m: m, route: route, ok: m.requests.WithLabelValues(route, "200"), seconds: m.seconds.WithLabelValues(route)}
+}
+
+func (r *routeMetrics) observe(code int, start time.Time) {
+	if code == http.StatusOK {
+		r.ok.Inc()
+	} else {
+		r.m.requests.WithLabelValues(r.route, strconv.Itoa(code)).Inc()
+	}
+	r.seconds.Observe(time.Since(start).Seconds())
 }
 
 // MetricsHandler serves the registry in the Prometheus text format.

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"net/http/pprof"
+	"path"
 
 	"github.com/hashicorp/go-hclog"
 	"github.com/prometheus/client_golang/prometheus"
@@ -43,6 +44,7 @@ type Binder interface {
 	LookupWait(ctx context.Context, typ string) (fsm.Instance, error)
 	Services() ([]fsm.Instance, uint64)
 	ServicesOf(typ string) ([]fsm.Instance, uint64)
+	TypeIndex(typ string) uint64
 	WaitIndex(ctx context.Context, typ string, after uint64) bool
 	Report(ctx context.Context, id string) (binder.Verdict, uint64, error)
 	WaitApplied(ctx context.Context, index uint64) bool
@@ -61,9 +63,12 @@ var _ Binder = (*binder.Node)(nil)
 
 // Server routes API requests to a Binder.
 type Server struct {
-	b       Binder
-	log     hclog.Logger
+	b   Binder
+	log hclog.Logger
+	// mux routes requests; routes holds the same routes without the
+	// catch-all, to tell a 404 from a 405 when nothing matched.
 	mux     *http.ServeMux
+	routes  *http.ServeMux
 	metrics *httpMetrics
 }
 
@@ -76,18 +81,18 @@ func WithMetrics(reg *prometheus.Registry) Option {
 	return func(s *Server) {
 		s.metrics = newHTTPMetrics()
 		reg.MustRegister(s.metrics.requests, s.metrics.seconds)
-		s.mux.Handle("GET /metrics", MetricsHandler(reg))
+		s.handle("GET /metrics", MetricsHandler(reg).ServeHTTP)
 	}
 }
 
 // WithPprof serves the runtime profiles at /debug/pprof/.
 func WithPprof() Option {
 	return func(s *Server) {
-		s.mux.HandleFunc("GET /debug/pprof/", pprof.Index)
-		s.mux.HandleFunc("GET /debug/pprof/cmdline", pprof.Cmdline)
-		s.mux.HandleFunc("GET /debug/pprof/profile", pprof.Profile)
-		s.mux.HandleFunc("GET /debug/pprof/symbol", pprof.Symbol)
-		s.mux.HandleFunc("GET /debug/pprof/trace", pprof.Trace)
+		s.handle("GET /debug/pprof/", pprof.Index)
+		s.handle("GET /debug/pprof/cmdline", pprof.Cmdline)
+		s.handle("GET /debug/pprof/profile", pprof.Profile)
+		s.handle("GET /debug/pprof/symbol", pprof.Symbol)
+		s.handle("GET /debug/pprof/trace", pprof.Trace)
 	}
 }
 
@@ -96,26 +101,25 @@ func NewServer(b Binder, logger hclog.Logger, opts ...Option) *Server {
 	if logger == nil {
 		logger = hclog.NewNullLogger()
 	}
-	s := &Server{b: b, log: logger, mux: http.NewServeMux()}
-	defer func() {
-		for _, o := range opts {
-			o(s)
-		}
-	}()
-	s.mux.HandleFunc("POST /v1/services", s.register)
-	s.mux.HandleFunc("DELETE /v1/services/{id}", s.deregister)
-	s.mux.HandleFunc("PUT /v1/services/{id}/heartbeat", s.heartbeat)
-	s.mux.HandleFunc("GET /v1/services", s.services)
-	s.mux.HandleFunc("GET /v1/services/{type}", s.servicesOf)
-	s.mux.HandleFunc("GET /v1/lookup/{type}", s.lookup)
-	s.mux.HandleFunc("POST /v1/reports", s.report)
-	s.mux.HandleFunc("GET /v1/cluster", s.cluster)
-	s.mux.HandleFunc("POST /v1/cluster/join", s.join)
-	s.mux.HandleFunc("DELETE /v1/cluster/members/{id}", s.removeMember)
-	s.mux.HandleFunc("GET /v1/status", s.status)
-	s.mux.HandleFunc("POST /v1/internal/apply", s.internalApply)
-	s.mux.HandleFunc("GET /v1/internal/read-index", s.internalReadIndex)
-	s.mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
+	s := &Server{b: b, log: logger, mux: http.NewServeMux(), routes: http.NewServeMux()}
+	for _, o := range opts {
+		o(s)
+	}
+	s.mux.HandleFunc("/", s.notRouted)
+	s.handle("POST /v1/services", s.register)
+	s.handle("DELETE /v1/services/{id}", s.deregister)
+	s.handle("PUT /v1/services/{id}/heartbeat", s.heartbeat)
+	s.handle("GET /v1/services", s.services)
+	s.handle("GET /v1/services/{type}", s.servicesOf)
+	s.handle("GET /v1/lookup/{type}", s.lookup)
+	s.handle("POST /v1/reports", s.report)
+	s.handle("GET /v1/cluster", s.cluster)
+	s.handle("POST /v1/cluster/join", s.join)
+	s.handle("DELETE /v1/cluster/members/{id}", s.removeMember)
+	s.handle("GET /v1/status", s.status)
+	s.handle("POST /v1/internal/apply", s.internalApply)
+	s.handle("GET /v1/internal/read-index", s.internalReadIndex)
+	s.handle("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
 	})
 	return s
@@ -133,26 +137,41 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			writeError(w, http.StatusInternalServerError, "", "internal error")
 		}
 	}()
-	_, pattern := s.mux.Handler(r)
-	if pattern == "" {
+	if !isClean(r.URL.Path) {
+		// The mux would redirect with an HTML body; answer in JSON.
 		s.notRouted(w, r)
 		return
 	}
-	if s.metrics == nil {
-		s.mux.ServeHTTP(w, r)
-		return
+	s.mux.ServeHTTP(w, r)
+}
+
+// isClean reports whether p is already in the form the mux routes.
+func isClean(p string) bool {
+	c := path.Clean(p)
+	return c == p || (c+"/" == p && c != "/")
+}
+
+// handle registers a route, counted and timed under its pattern.
+func (s *Server) handle(pattern string, h http.HandlerFunc) {
+	s.routes.HandleFunc(pattern, h)
+	if s.metrics != nil {
+		m := s.metrics.route(pattern)
+		inner := h
+		h = func(w http.ResponseWriter, r *http.Request) {
+			start := time.Now()
+			sw := &statusWriter{ResponseWriter: w, code: http.StatusOK}
+			inner(sw, r)
+			m.observe(sw.code, start)
+		}
 	}
-	start := time.Now()
-	sw := &statusWriter{ResponseWriter: w, code: http.StatusOK}
-	s.mux.ServeHTTP(sw, r)
-	s.metrics.observe(pattern, sw.code, start)
+	s.mux.HandleFunc(pattern, h)
 }
 
 // notRouted lets the mux decide between 404, 405 and a redirect to a clean
 // path, then replaces its plain-text body with a JSON one.
 func (s *Server) notRouted(w http.ResponseWriter, r *http.Request) {
 	rec := &statusRecorder{header: http.Header{}}
-	h, _ := s.mux.Handler(r)
+	h, _ := s.routes.Handler(r)
 	h.ServeHTTP(rec, r)
 	for _, k := range []string{"Allow", "Location"} {
 		if v := rec.header.Get(k); v != "" {
@@ -224,9 +243,19 @@ func (s *Server) lookup(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, err)
 		return
 	}
-	wait, ok := parseWait(w, r)
-	if !ok || !s.readable(w, r) {
-		return
+	var wait time.Duration
+	if r.URL.RawQuery == "" {
+		// The common case: a default read, no options to parse.
+		if err := s.b.ReadAllowed(); err != nil {
+			s.fail(w, r, fmt.Errorf("%w; ?stale=true reads this node's table anyway", err))
+			return
+		}
+		s.setLastContact(w)
+	} else {
+		var ok bool
+		if wait, ok = parseWait(w, r); !ok || !s.readable(w, r) {
+			return
+		}
 	}
 	var inst fsm.Instance
 	var err error
@@ -241,9 +270,14 @@ func (s *Server) lookup(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, err)
 		return
 	}
-	_, idx := s.b.ServicesOf(typ)
-	w.Header().Set(wire.HeaderIndex, strconv.FormatUint(idx, 10))
-	writeJSON(w, http.StatusOK, toWire(inst))
+	h := w.Header()
+	h.Set(wire.HeaderIndex, strconv.FormatUint(s.b.TypeIndex(typ), 10))
+	h.Set("Content-Type", "application/json")
+	w.WriteHeader(http.StatusOK)
+	_, _ = w.Write(inst.Encoded(func() []byte {
+		b, _ := json.Marshal(toWire(inst))
+		return append(b, '\n')
+	}))
 }
 
 func (s *Server) services(w http.ResponseWriter, r *http.Request) {
@@ -298,10 +332,14 @@ func (s *Server) readable(w http.ResponseWriter, r *http.Request) bool {
 			return false
 		}
 	}
+	s.setLastContact(w)
+	return s.caughtUpTo(w, r)
+}
+
+func (s *Server) setLastContact(w http.ResponseWriter) {
 	if lc := s.b.LastContact(); lc >= 0 {
 		w.Header().Set(wire.HeaderLastContact, strconv.FormatInt(lc.Milliseconds(), 10))
 	}
-	return s.caughtUpTo(w, r)
 }
 
 func millis(d time.Duration) int64 {
