@@ -1,6 +1,7 @@
 package binder
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -28,22 +29,59 @@ type applyRes struct {
 	err   error
 }
 
-// runBatcher applies the leader's writes. While one entry is in flight,
-// the writes that arrive queue up; the next entry carries all of them
-// (a batch/v1 command), so concurrent writes share an append and an
-// fsync on every node instead of taking one each.
-func (n *Node) runBatcher() {
+// runForwarder sends a follower's writes to the leader the same way the
+// leader's batcher applies them: while a request is in flight the next
+// writes queue, and leave together in one request.
+func (n *Node) runForwarder() {
 	defer n.wg.Done()
+	n.drain(n.forwardCh, n.forwardInFlight, n.forwardBatch)
+}
+
+func (n *Node) forwardBatch(batch []*applyReq) {
+	ctx, cancel := context.WithTimeout(n.ctx, n.cfg.WriteHold)
+	defer cancel()
+	addr, err := n.leaderHTTPAddr()
+	if err != nil {
+		for _, r := range batch {
+			r.done <- applyRes{0, err}
+		}
+		return
+	}
+	if len(batch) == 1 {
+		idx, err := n.cfg.Peer.Apply(ctx, addr, batch[0].data)
+		batch[0].done <- applyRes{idx, err}
+		return
+	}
+	cmds := make([][]byte, len(batch))
+	for i, r := range batch {
+		cmds[i] = r.data
+	}
+	outs, err := n.cfg.Peer.ApplyBatch(ctx, addr, cmds)
+	if err == nil && len(outs) != len(batch) {
+		err = fmt.Errorf("%w: leader answered %d results for %d commands", ErrOutcomeUnknown, len(outs), len(batch))
+	}
+	for i, r := range batch {
+		if err != nil {
+			r.done <- applyRes{0, err}
+			continue
+		}
+		r.done <- applyRes{outs[i].Index, outs[i].Err}
+	}
+}
+
+// drain collects requests from ch into batches and runs flush on each,
+// with at most cap(slots) batches in flight.
+func (n *Node) drain(ch chan *applyReq, slots chan struct{}, flush func([]*applyReq)) {
 	for {
 		var first *applyReq
 		select {
 		case <-n.ctx.Done():
 			return
-		case first = <-n.applyCh:
+		case first = <-ch:
 		}
 		// Wait for a free slot: meanwhile more writes queue up.
 		select {
-		case n.inFlight <- struct{}{}:
+		case slots <- struct{}{}:
 		case <-n.ctx.Done():
 			first.done <- applyRes{0, ErrShutdown}
 			return
@@ -52,7 +90,7 @@ func (n *Node) runBatcher() {
 	collect:
 		for len(batch) < maxBatch {
 			select {
-			case r := <-n.applyCh:
+			case r := <-ch:
 				batch = append(batch, r)
 			default:
 				break collect
@@ -61,10 +99,19 @@ func (n *Node) runBatcher() {
 		n.wg.Add(1)
 		go func() {
 			defer n.wg.Done()
-			defer func() { <-n.inFlight }()
-			n.flush(batch)
+			defer func() { <-slots }()
+			flush(batch)
 		}()
 	}
+}
+
+// runBatcher applies the leader's writes. While one entry is in flight,
+// the writes that arrive queue up; the next entry carries all of them
+// (a batch/v1 command), so concurrent writes share an append and an
+// fsync on every node instead of taking one each.
+func (n *Node) runBatcher() {
+	defer n.wg.Done()
+	n.drain(n.applyCh, n.inFlight, n.flush)
 }
 
 func (n *Node) flush(batch []*applyReq) {

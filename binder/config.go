@@ -21,6 +21,10 @@ type Peer interface {
 	// ErrOutcomeUnknown when it may have been, and ErrUnknownID or
 	// ErrSuperseded for the FSM's refusals.
 	Apply(ctx context.Context, httpAddr string, command []byte) (uint64, error)
+	// ApplyBatch forwards several commands in one request; each gets its
+	// own result (errors as for Apply). An error of the call itself
+	// applies to every command.
+	ApplyBatch(ctx context.Context, httpAddr string, commands [][]byte) ([]Outcome, error)
 	// Join asks the cluster reachable at target (a URL or host:port) to add
 	// m as a voter.
 	Join(ctx context.Context, target string, m Member) error
@@ -33,6 +37,12 @@ type Peer interface {
 	ReadIndex(ctx context.Context, httpAddr string) (uint64, error)
 	// Status reads another node's own view.
 	Status(ctx context.Context, httpAddr string) (Status, error)
+}
+
+// Outcome is one command's result in a batch.
+type Outcome struct {
+	Index uint64
+	Err   error
 }
 
 // PeerAddr is an initial voter: its id and Raft address.

@@ -64,10 +64,13 @@ type Node struct {
 	metrics  *metrics
 	applyCh  chan *applyReq // writes for the batcher, on the leader
 	inFlight chan struct{}  // slots for the batcher's entries in raft
-	changes  *notifier
-	cursors  sync.Map // type -> *atomic.Uint64
-	lead     leadership
-	leases   *leases
+	// forwardCh and forwardInFlight: the same for a follower's forwarding.
+	forwardCh       chan *applyReq
+	forwardInFlight chan struct{}
+	changes         *notifier
+	cursors         sync.Map // type -> *atomic.Uint64
+	lead            leadership
+	leases          *leases
 	// holdUntil (unix nanos): until then /v1/status reports that report
 	// removals were held because this binder seemed cut off.
 	holdUntil atomic.Int64
@@ -120,6 +123,8 @@ func New(cfg Config) (*Node, error) {
 	n.metrics = newMetrics()
 	n.applyCh = make(chan *applyReq, maxBatch)
 	n.inFlight = make(chan struct{}, maxInFlight)
+	n.forwardCh = make(chan *applyReq, maxBatch)
+	n.forwardInFlight = make(chan struct{}, maxInFlight)
 
 	store, err := raftboltdb.New(raftboltdb.Options{Path: filepath.Join(cfg.DataDir, "raft.db")})
 	if err != nil {
@@ -185,10 +190,11 @@ func New(cfg Config) (*Node, error) {
 	} else if n.resume {
 		n.log.Info("resuming from existing raft state", "last_index", r.LastIndex())
 	}
-	n.wg.Add(3)
+	n.wg.Add(4)
 	go n.watchLeadership()
 	go n.runLeases()
 	go n.runBatcher()
+	go n.runForwarder()
 	obs := make(chan raft.Observation, 16)
 	n.observer = raft.NewObserver(obs, false, func(o *raft.Observation) bool {
 		_, ok := o.Data.(raft.LeaderObservation)

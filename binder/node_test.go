@@ -327,3 +327,28 @@ func TestReportHeldWhenNothingAnswers(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, binder.VerdictRemoved, v)
 }
+
+// Concurrent writes through a follower travel to the leader in batches and
+// each gets its own answer.
+func TestConcurrentWritesThroughFollowerAreBatched(t *testing.T) {
+	nodes := startNodes(t, 3)
+	f := follower(t, nodes)
+	ctx := context.Background()
+	var wg sync.WaitGroup
+	errs := make([]error, 100)
+	for i := range errs {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			_, _, errs[i] = f.Register(ctx, binder.Registration{Type: "burst", Address: "127.0.0.1", Port: 1000 + i})
+		}()
+	}
+	wg.Wait()
+	for i, err := range errs {
+		require.NoError(t, err, "write %d", i)
+	}
+	list, _ := f.ServicesOf("burst")
+	assert.Len(t, list, 100)
+	_, err := f.Deregister(ctx, "never", "")
+	assert.ErrorIs(t, err, binder.ErrUnknownID, "a refusal inside a batch keeps its meaning")
+}

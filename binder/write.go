@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync"
 	"time"
 
 	"github.com/hashicorp/raft"
@@ -56,6 +57,23 @@ func (n *Node) Deregister(ctx context.Context, id, requestID string) (uint64, er
 		return 0, fmt.Errorf("deregister %s: %w", id, err)
 	}
 	return idx, nil
+}
+
+// ApplyLocalBatch applies a follower's batch on this node, which must be
+// the leader: each command as if forwarded alone (the leader's batcher
+// puts them in one entry again).
+func (n *Node) ApplyLocalBatch(ctx context.Context, commands [][]byte) []Outcome {
+	out := make([]Outcome, len(commands))
+	var wg sync.WaitGroup
+	for i, c := range commands {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			out[i].Index, out[i].Err = n.ApplyLocal(ctx, c)
+		}()
+	}
+	wg.Wait()
+	return out
 }
 
 // ApplyLocal applies an encoded command on this node, which must be the
@@ -154,12 +172,22 @@ func (n *Node) atReadFloor() {
 	n.WaitApplied(ctx, floor)
 }
 
+// forward hands a command to the forwarder (see runForwarder).
 func (n *Node) forward(ctx context.Context, data []byte) (uint64, error) {
-	addr, err := n.leaderHTTPAddr()
-	if err != nil {
-		return 0, err
+	req := &applyReq{data: data, done: make(chan applyRes, 1)}
+	select {
+	case n.forwardCh <- req:
+	case <-ctx.Done():
+		return 0, fmt.Errorf("%w: %v", ErrNoLeader, ctx.Err())
+	case <-n.ctx.Done():
+		return 0, ErrShutdown
 	}
-	return n.cfg.Peer.Apply(ctx, addr, data)
+	select {
+	case res := <-req.done:
+		return res.index, res.err
+	case <-n.ctx.Done():
+		return 0, fmt.Errorf("%w: node stopping", ErrOutcomeUnknown)
+	}
 }
 
 // applyLeader hands a command to the batcher (see runBatcher).

@@ -188,7 +188,7 @@ func (f *FSM) applyBatch(index uint64, b BatchCmd) *BatchResult {
 			out.Results[i] = &Result{Index: index, Err: err}
 			continue
 		}
-		out.Results[i] = f.ApplyCommand(index, cmd)
+		out.Results[i] = f.applyCommand(index, cmd)
 	}
 	f.applied.Store(index)
 	return out
@@ -197,6 +197,14 @@ func (f *FSM) applyBatch(index uint64, b BatchCmd) *BatchResult {
 // ApplyCommand applies a decoded command at the given index. Apply uses it;
 // it is exported for tests and benchmarks that skip the log.
 func (f *FSM) ApplyCommand(index uint64, cmd Command) *Result {
+	res := f.applyCommand(index, cmd)
+	f.applied.Store(index)
+	return res
+}
+
+// applyCommand applies cmd without publishing index as applied: a batch
+// publishes its index once every command in it is applied.
+func (f *FSM) applyCommand(index uint64, cmd Command) *Result {
 	var changes []Change
 	res := &Result{Index: index}
 
@@ -204,7 +212,6 @@ func (f *FSM) ApplyCommand(index uint64, cmd Command) *Result {
 	if rid := requestID(cmd); rid != "" {
 		if first, dup := f.requests.seen(rid); dup {
 			f.mu.Unlock()
-			f.applied.Store(index)
 			return &Result{Index: first}
 		}
 	}
@@ -277,7 +284,6 @@ func (f *FSM) ApplyCommand(index uint64, cmd Command) *Result {
 		f.requests.add(rid, index)
 	}
 	f.mu.Unlock()
-	f.applied.Store(index)
 
 	for _, ch := range changes {
 		f.observe(ch)

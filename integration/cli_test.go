@@ -476,10 +476,10 @@ func TestCLI(t *testing.T) {
 
 		lines := tableLines(lieurOK(t, all, "status"))
 		require.Len(t, lines, 4)
-		assert.Equal(t, []string{"BINDER", "ID", "STATE", "LEADER", "TERM", "APPLIED", "LAST", "LOG", "SERVICES", "TABLE", "HASH"}, lines[0])
+		assert.Equal(t, []string{"BINDER", "ID", "STATE", "LEADER", "TERM", "APPLIED", "LAST", "LOG", "LAST", "CONTACT", "CAUGHT", "UP", "SERVICES", "TABLE", "HASH"}, lines[0])
 		for i, l := range lines[1:] {
-			require.Len(t, l, 9, "row %q", l)
-			assert.Equal(t, []string{c.nodes[i].url(), c.nodes[i].id, hash[:12]}, []string{l[0], l[1], l[8]})
+			require.Len(t, l, 11, "row %q", l)
+			assert.Equal(t, []string{c.nodes[i].url(), c.nodes[i].id, "true", hash[:12]}, []string{l[0], l[1], l[8], l[10]})
 		}
 
 		// One binder of the list down: the others still answer.

@@ -44,6 +44,28 @@ func (p *PeerClient) Apply(ctx context.Context, httpAddr string, command []byte)
 	return resp.Index, err
 }
 
+// ApplyBatch forwards several encoded commands to the leader in one
+// request.
+func (p *PeerClient) ApplyBatch(ctx context.Context, httpAddr string, commands [][]byte) ([]binder.Outcome, error) {
+	req := wire.ApplyRequest{Commands: make([]json.RawMessage, len(commands))}
+	for i, c := range commands {
+		req.Commands[i] = c
+	}
+	url := baseURL(httpAddr) + "/v1/internal/apply"
+	var resp wire.ApplyBatchResponse
+	if err := p.do(ctx, http.MethodPost, url, req, &resp); err != nil {
+		return nil, err
+	}
+	out := make([]binder.Outcome, len(resp.Results))
+	for i, r := range resp.Results {
+		out[i].Index = r.Index
+		if r.Status != http.StatusOK {
+			out[i].Err = remoteError(url, r.Status, wire.Error{Error: r.Error, Code: r.Code})
+		}
+	}
+	return out, nil
+}
+
 // Join asks the cluster at target to add m.
 func (p *PeerClient) Join(ctx context.Context, target string, m binder.Member) error {
 	return p.do(ctx, http.MethodPost, baseURL(target)+"/v1/cluster/join",
@@ -123,7 +145,12 @@ func (p *PeerClient) do(ctx context.Context, method, url string, body, out any) 
 	if e.Error == "" {
 		e.Error = strings.TrimSpace(string(data))
 	}
-	remote := fmt.Errorf("%s answered %d: %s", url, resp.StatusCode, e.Error)
+	return remoteError(url, resp.StatusCode, e)
+}
+
+// remoteError maps another node's error answer onto binder's sentinels.
+func remoteError(url string, status int, e wire.Error) error {
+	remote := fmt.Errorf("%s answered %d: %s", url, status, e.Error)
 	switch {
 	case e.Code == wire.CodeNotLeader:
 		return fmt.Errorf("%w: %v", binder.ErrNotLeader, remote)
@@ -131,12 +158,12 @@ func (p *PeerClient) do(ctx context.Context, method, url string, body, out any) 
 		return fmt.Errorf("%w: %v", binder.ErrNoLeader, remote)
 	case e.Code == wire.CodeSuperseded:
 		return fmt.Errorf("%w: %v", binder.ErrSuperseded, remote)
-	case resp.StatusCode == http.StatusNotFound:
+	case status == http.StatusNotFound:
 		// The caller names the id; the leader's message would only repeat it.
 		return binder.ErrUnknownID
-	case resp.StatusCode == http.StatusBadRequest:
+	case status == http.StatusBadRequest:
 		return fmt.Errorf("%w: %v", binder.ErrInvalid, remote)
-	case resp.StatusCode >= 500:
+	case status >= 500:
 		return fmt.Errorf("%w: %v", binder.ErrOutcomeUnknown, remote)
 	}
 	return remote

@@ -57,6 +57,7 @@ type Binder interface {
 	Join(ctx context.Context, m binder.Member) error
 	RemoveMember(ctx context.Context, id string) error
 	ApplyLocal(ctx context.Context, command []byte) (uint64, error)
+	ApplyLocalBatch(ctx context.Context, commands [][]byte) []binder.Outcome
 }
 
 var _ Binder = (*binder.Node)(nil)
@@ -481,6 +482,24 @@ func (s *Server) internalApply(w http.ResponseWriter, r *http.Request) {
 	if !decodeBody(w, r, &req) {
 		return
 	}
+	if len(req.Commands) > 0 {
+		cmds := make([][]byte, len(req.Commands))
+		for i, c := range req.Commands {
+			cmds[i] = c
+		}
+		outs := s.b.ApplyLocalBatch(r.Context(), cmds)
+		resp := wire.ApplyBatchResponse{Results: make([]wire.ApplyResult, len(outs))}
+		for i, o := range outs {
+			if o.Err == nil {
+				resp.Results[i] = wire.ApplyResult{Index: o.Index, Status: http.StatusOK}
+				continue
+			}
+			status, code, msg := errorStatus(o.Err, "")
+			resp.Results[i] = wire.ApplyResult{Index: o.Index, Status: status, Code: code, Error: msg}
+		}
+		writeJSON(w, http.StatusOK, resp)
+		return
+	}
 	idx, err := s.b.ApplyLocal(r.Context(), req.Command)
 	if err != nil {
 		s.fail(w, r, err)
@@ -489,8 +508,18 @@ func (s *Server) internalApply(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, wire.IndexResponse{Index: idx})
 }
 
-// fail maps a binder error to a status and error code.
+// fail answers a request with the status and error code for err.
 func (s *Server) fail(w http.ResponseWriter, r *http.Request, err error) {
+	status, code, msg := errorStatus(err, r.PathValue("type"))
+	if status >= 500 {
+		s.log.Warn("request failed", "method", r.Method, "path", r.URL.Path, "status", status, "error", err)
+	}
+	writeError(w, status, code, msg)
+}
+
+// errorStatus maps a binder error to a status, an error code and the
+// message to send. typ names the type of a lookup, for its 404 message.
+func errorStatus(err error, typ string) (int, string, string) {
 	status, code := http.StatusInternalServerError, ""
 	switch {
 	case errors.Is(err, binder.ErrInvalid):
@@ -512,15 +541,12 @@ func (s *Server) fail(w http.ResponseWriter, r *http.Request, err error) {
 	case errors.Is(err, binder.ErrShutdown), errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
 		status = http.StatusServiceUnavailable
 	}
-	if status >= 500 {
-		s.log.Warn("request failed", "method", r.Method, "path", r.URL.Path, "status", status, "error", err)
-	}
 	msg := err.Error()
 	if errors.Is(err, binder.ErrUnknownService) {
 		// The message clients and scripts match on.
-		msg = fmt.Sprintf("unknown service type %q", r.PathValue("type"))
+		msg = fmt.Sprintf("unknown service type %q", typ)
 	}
-	writeError(w, status, code, msg)
+	return status, code, msg
 }
 
 // decodeBody reads a JSON body strictly: at most MaxBodyBytes, no unknown

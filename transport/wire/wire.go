@@ -169,5 +169,22 @@ type JoinRequest struct {
 // ApplyRequest is the body of POST /v1/internal/apply: a follower forwards
 // an encoded log command to the leader.
 type ApplyRequest struct {
-	Command json.RawMessage `json:"command"`
+	Command json.RawMessage `json:"command,omitempty"`
+	// Commands, instead of Command: a follower's batch of forwarded
+	// writes, answered by an ApplyBatchResponse.
+	Commands []json.RawMessage `json:"commands,omitempty"`
+}
+
+// ApplyBatchResponse answers a batch: one result per command, in order.
+type ApplyBatchResponse struct {
+	Results []ApplyResult `json:"results"`
+}
+
+// ApplyResult is one forwarded command's outcome: its index, or the status
+// and error body it would have had alone.
+type ApplyResult struct {
+	Index  uint64 `json:"index,omitempty"`
+	Status int    `json:"status"`
+	Error  string `json:"error,omitempty"`
+	Code   string `json:"code,omitempty"`
 }
