@@ -5,7 +5,7 @@ BIN      := bin
 NODES    ?= 3
 DATA_DIR ?=
 
-.PHONY: all build run test unit integration chaos measure bench bench-compare vet fmt-check clean
+.PHONY: all build run test unit integration chaos measure bench bench-compare fuzz vet fmt-check clean
 
 all: build
 
@@ -47,6 +47,14 @@ bench:
 bench-compare: build
 	@command -v etcd >/dev/null 2>&1 || (apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y etcd-server)
 	./$(BIN)/lieur bench compare --etcd $$(command -v etcd) --runs 3 --duration 5s --clients 1,16,64
+
+## fuzz: each fuzz target for FUZZTIME (default 30s). Their seeds run in
+## every `make test`.
+FUZZTIME ?= 30s
+fuzz:
+	$(GO) test -run XXX -fuzz '^FuzzApply$$' -fuzztime $(FUZZTIME) ./fsm
+	$(GO) test -run XXX -fuzz '^FuzzRestore$$' -fuzztime $(FUZZTIME) ./fsm
+	$(GO) test -run XXX -fuzz '^FuzzHandlerBodies$$' -fuzztime $(FUZZTIME) ./transport/httpapi
 
 vet:
 	$(GO) vet ./...

@@ -52,6 +52,16 @@ func (n *Node) Deregister(ctx context.Context, id, requestID string) (uint64, er
 	if err := ValidateRequestID(requestID); err != nil {
 		return 0, err
 	}
+	// An id unknown to the leader's view is refused without a log entry:
+	// a flood of bogus deregistrations must not grow the log. A request id
+	// already applied is let through: the table answers the resend.
+	if _, ok := n.fsm.Get(id); !ok && requestID == "" {
+		if err := n.ConsistentRead(ctx); err == nil {
+			if _, ok := n.fsm.Get(id); !ok {
+				return 0, fmt.Errorf("deregister %s: %w", id, ErrUnknownID)
+			}
+		}
+	}
 	idx, err := n.apply(ctx, fsm.DeregisterCmd{ID: id, RequestID: requestID}, requestID != "")
 	if err != nil {
 		return 0, fmt.Errorf("deregister %s: %w", id, err)

@@ -1,6 +1,7 @@
 package httpapi
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -71,6 +72,10 @@ type Server struct {
 	mux     *http.ServeMux
 	routes  *http.ServeMux
 	metrics *httpMetrics
+
+	waiters   chan struct{} // one slot per waiting request
+	reports   *limiter      // per client address
+	verifying chan struct{} // one slot per report being answered
 }
 
 // Option configures a Server.
@@ -102,7 +107,9 @@ func NewServer(b Binder, logger hclog.Logger, opts ...Option) *Server {
 	if logger == nil {
 		logger = hclog.NewNullLogger()
 	}
-	s := &Server{b: b, log: logger, mux: http.NewServeMux(), routes: http.NewServeMux()}
+	s := &Server{b: b, log: logger, mux: http.NewServeMux(), routes: http.NewServeMux(),
+		waiters: make(chan struct{}, MaxWaiters), reports: newLimiter(ReportRate, ReportBurst),
+		verifying: make(chan struct{}, MaxVerifying)}
 	for _, o := range opts {
 		o(s)
 	}
@@ -134,8 +141,9 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			if p == http.ErrAbortHandler {
 				panic(p)
 			}
-			s.log.Error("panic serving request", "method", r.Method, "path", r.URL.Path, "panic", p)
-			writeError(w, http.StatusInternalServerError, "", "internal error")
+			id := requestID()
+			s.log.Error("panic serving request", "request_id", id, "method", r.Method, "path", r.URL.Path, "panic", p)
+			writeError(w, http.StatusInternalServerError, "", "internal error (request id "+id+")")
 		}
 	}()
 	if !isClean(r.URL.Path) {
@@ -261,9 +269,13 @@ func (s *Server) lookup(w http.ResponseWriter, r *http.Request) {
 	var inst fsm.Instance
 	var err error
 	if wait > 0 {
+		if !s.takeWaiter(w) {
+			return
+		}
 		ctx, cancel := context.WithTimeout(r.Context(), wait)
 		inst, err = s.b.LookupWait(ctx, typ)
 		cancel()
+		<-s.waiters
 	} else {
 		inst, err = s.b.Lookup(typ)
 	}
@@ -414,10 +426,25 @@ func (s *Server) block(w http.ResponseWriter, r *http.Request, typ string) bool 
 	if wait == 0 {
 		wait = DefaultBlockingWait
 	}
+	if !s.takeWaiter(w) {
+		return false
+	}
+	defer func() { <-s.waiters }()
 	ctx, cancel := context.WithTimeout(r.Context(), wait)
 	defer cancel()
 	s.b.WaitIndex(ctx, typ, after)
 	return true
+}
+
+// takeWaiter reserves a waiting slot, or answers 429.
+func (s *Server) takeWaiter(w http.ResponseWriter) bool {
+	select {
+	case s.waiters <- struct{}{}:
+		return true
+	default:
+		tooMany(w, time.Second, fmt.Sprintf("more than %d requests are already waiting on this node", MaxWaiters))
+		return false
+	}
 }
 
 func (s *Server) report(w http.ResponseWriter, r *http.Request) {
@@ -427,6 +454,17 @@ func (s *Server) report(w http.ResponseWriter, r *http.Request) {
 	}
 	if req.ID == "" {
 		writeError(w, http.StatusBadRequest, "", "id is required")
+		return
+	}
+	if ok, retry := s.reports.allow(clientAddr(r), time.Now()); !ok {
+		tooMany(w, retry, fmt.Sprintf("too many reports from this address (at most %d/s)", ReportRate))
+		return
+	}
+	select {
+	case s.verifying <- struct{}{}:
+		defer func() { <-s.verifying }()
+	default:
+		tooMany(w, time.Second, fmt.Sprintf("more than %d reports are already being verified on this node", MaxVerifying))
 		return
 	}
 	v, idx, err := s.b.Report(r.Context(), req.ID)
@@ -552,10 +590,22 @@ func errorStatus(err error, typ string) (int, string, string) {
 // decodeBody reads a JSON body strictly: at most MaxBodyBytes, no unknown
 // fields, nothing after the value.
 func decodeBody(w http.ResponseWriter, r *http.Request, v any) bool {
-	body := http.MaxBytesReader(w, r.Body, MaxBodyBytes)
-	dec := json.NewDecoder(body)
+	data, err := io.ReadAll(http.MaxBytesReader(w, r.Body, MaxBodyBytes))
+	if err == nil {
+		err = checkJSON(data)
+	}
+	if err != nil {
+		msg := "invalid JSON body: " + err.Error()
+		var tooBig *http.MaxBytesError
+		if errors.As(err, &tooBig) {
+			msg = fmt.Sprintf("request body exceeds %d bytes", MaxBodyBytes)
+		}
+		writeError(w, http.StatusBadRequest, "", msg)
+		return false
+	}
+	dec := json.NewDecoder(bytes.NewReader(data))
 	dec.DisallowUnknownFields()
-	err := dec.Decode(v)
+	err = dec.Decode(v)
 	if err == nil {
 		if _, terr := dec.Token(); terr != io.EOF {
 			err = errors.New("unexpected data after the JSON value")
@@ -568,6 +618,8 @@ func decodeBody(w http.ResponseWriter, r *http.Request, v any) bool {
 		switch {
 		case errors.As(err, &tooBig):
 			msg = fmt.Sprintf("request body exceeds %d bytes", MaxBodyBytes)
+		case errors.As(err, &typeErr) && typeErr.Field == "":
+			msg = "invalid JSON body: the body must be a JSON object"
 		case errors.As(err, &typeErr):
 			msg = fmt.Sprintf("field %q must be a %s", typeErr.Field, typeErr.Type)
 		case errors.Is(err, io.EOF):

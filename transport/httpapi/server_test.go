@@ -27,7 +27,7 @@ func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
 // newAPI serves the API of a real one-node cluster (real Raft, real bbolt
 // files, real TCP) and waits until it leads.
-func newAPI(t *testing.T) *httptest.Server {
+func newAPI(t testing.TB) *httptest.Server {
 	t.Helper()
 	stream, err := raftnet.Listen("127.0.0.1:0", "")
 	require.NoError(t, err)
