@@ -43,6 +43,12 @@ func preferHealthy(list []*fsm.Instance) []*fsm.Instance {
 	return out
 }
 
+// TypeOf returns the type of instance id, as this node knows it.
+func (n *Node) TypeOf(id string) (string, bool) {
+	inst, ok := n.fsm.Get(id)
+	return inst.Type, ok
+}
+
 // TypeIndex is the index of the last change to typ.
 func (n *Node) TypeIndex(typ string) uint64 {
 	_, idx := n.fsm.InstancesOf(typ)

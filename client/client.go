@@ -32,6 +32,7 @@ type Client struct {
 	onRequest func(string)
 	// staleFallback: see Config.NoStaleFallback.
 	staleFallback bool
+	token         string
 
 	// life ends when Close is called; Watch loops derive from it.
 	life     context.Context
@@ -74,6 +75,7 @@ func New(cfg Config) (*Client, error) {
 		timeout:       cfg.RequestTimeout,
 		onRequest:     cfg.OnRequest,
 		staleFallback: !cfg.NoStaleFallback,
+		token:         cfg.Token,
 		life:          life,
 		stopLife:      stop,
 		cache:         map[string]Instance{},
@@ -274,6 +276,9 @@ func (c *Client) attempt(ctx context.Context, binder string, cl *call, body []by
 		req.Header[k] = v
 	}
 	req.Header.Set("Accept", "application/json")
+	if c.token != "" {
+		req.Header.Set("Authorization", "Bearer "+c.token)
+	}
 	if body != nil {
 		req.Header.Set("Content-Type", "application/json")
 	}

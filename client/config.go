@@ -36,6 +36,10 @@ type Config struct {
 	// tests and metrics and must be fast.
 	OnRequest func(binder string)
 
+	// Token, when set, is sent as "Authorization: Bearer <token>" on every
+	// request (binders started with --token-file require one).
+	Token string
+
 	// NoStaleFallback turns off the lookups' last resort: when no binder
 	// can serve a default read (no leader in reach, or every reachable
 	// binder is catching up after a restart), Lookup and Resolve ask again

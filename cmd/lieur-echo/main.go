@@ -33,7 +33,7 @@ func main() {
 }
 
 func newRootCmd() *cobra.Command {
-	var binders string
+	var binders, token string
 	root := &cobra.Command{
 		Use:           "lieur-echo",
 		Short:         "Example application server and client for lieur",
@@ -41,11 +41,12 @@ func newRootCmd() *cobra.Command {
 		SilenceErrors: true,
 	}
 	root.PersistentFlags().StringVar(&binders, "binders", os.Getenv("LIEUR_BINDERS"), "binder URLs, comma-separated (default $LIEUR_BINDERS)")
+	root.PersistentFlags().StringVar(&token, "token", os.Getenv("LIEUR_TOKEN"), "token for binders that require one (default $LIEUR_TOKEN)")
 	newClient := func() (*client.Client, error) {
 		if binders == "" {
 			return nil, errors.New("no binders: set --binders or $LIEUR_BINDERS")
 		}
-		return client.New(client.Config{Binders: strings.Split(binders, ",")})
+		return client.New(client.Config{Binders: strings.Split(binders, ","), Token: token})
 	}
 	root.AddCommand(newServeCmd(newClient), newCallCmd(newClient))
 	return root

@@ -33,6 +33,10 @@ type AgentConfig struct {
 	LogLevel string
 	// Pprof serves the runtime profiles at /debug/pprof/ (opt-in).
 	Pprof bool
+	// TokenFile, when set, requires tokens (see httpapi.ParseTokens);
+	// AuthReads makes reads need one too.
+	TokenFile string
+	AuthReads bool
 	// Node holds the Raft and verification tuning; ID, DataDir, Peers,
 	// Join, Stream, Peer and Logger are filled in from the fields above.
 	Node binder.Config
@@ -104,6 +108,24 @@ func NewAgent(cfg AgentConfig, logger hclog.Logger) (*Agent, error) {
 		return nil, err
 	}
 	peer := httpapi.NewPeerClient()
+	var auth *httpapi.Auth
+	if cfg.TokenFile != "" {
+		f, err := os.Open(cfg.TokenFile)
+		if err != nil {
+			ln.Close()
+			stream.Close()
+			return nil, fmt.Errorf("token file: %w", err)
+		}
+		auth, err = httpapi.ParseTokens(f)
+		f.Close()
+		if err != nil {
+			ln.Close()
+			stream.Close()
+			return nil, err
+		}
+		auth.AuthReads = cfg.AuthReads
+		peer.SetToken(auth.ClusterToken())
+	}
 	cfg.Node.Stream, cfg.Node.Peer, cfg.Node.Logger = stream, peer, logger
 	node, err := binder.New(cfg.Node)
 	if err != nil {
@@ -115,7 +137,7 @@ func NewAgent(cfg AgentConfig, logger hclog.Logger) (*Agent, error) {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	reg.MustRegister(node.Collectors()...)
-	opts := []httpapi.Option{httpapi.WithMetrics(reg)}
+	opts := []httpapi.Option{httpapi.WithAuth(auth), httpapi.WithMetrics(reg)}
 	if cfg.Pprof {
 		opts = append(opts, httpapi.WithPprof())
 	}
@@ -211,6 +233,8 @@ from it and never bootstraps again.`,
 	f.StringVar(&cfg.Join, "join", "", "URL of a node of an existing cluster to join (instead of --peers)")
 	f.StringVar(&cfg.LogLevel, "log-level", "info", "trace, debug, info, warn or error")
 	f.BoolVar(&cfg.Pprof, "pprof", false, "serve runtime profiles at /debug/pprof/ on the HTTP address")
+	f.StringVar(&cfg.TokenFile, "token-file", "", "require tokens: a file of TOKEN ROLE lines (admin, register[:TYPE,...], read, cluster)")
+	f.BoolVar(&cfg.AuthReads, "auth-reads", false, "with --token-file, reads need a read token too")
 	f.DurationVar(&cfg.Node.HeartbeatTimeout, "heartbeat-timeout", 350*time.Millisecond, "Raft heartbeat timeout")
 	f.DurationVar(&cfg.Node.ElectionTimeout, "election-timeout", 350*time.Millisecond, "Raft election timeout")
 	f.DurationVar(&cfg.Node.LeaderLeaseTimeout, "leader-lease-timeout", 175*time.Millisecond, "Raft leader lease timeout")

@@ -21,6 +21,7 @@ import (
 // clientFlags are shared by every command that talks to a cluster.
 type clientFlags struct {
 	binders string
+	token   string
 	json    bool
 	timeout time.Duration
 }
@@ -28,6 +29,7 @@ type clientFlags struct {
 func (f *clientFlags) add(cmd *cobra.Command) {
 	cmd.Flags().StringVar(&f.binders, "binders", os.Getenv("LIEUR_BINDERS"), "binder URLs, comma-separated (default $LIEUR_BINDERS)")
 	cmd.Flags().BoolVar(&f.json, "json", false, "print JSON for scripts")
+	cmd.Flags().StringVar(&f.token, "token", os.Getenv("LIEUR_TOKEN"), "token for binders that require one (default $LIEUR_TOKEN)")
 	cmd.Flags().DurationVar(&f.timeout, "timeout", 10*time.Second, "give up after this long")
 }
 
@@ -35,7 +37,7 @@ func (f *clientFlags) client() (*client.Client, error) {
 	if f.binders == "" {
 		return nil, errors.New("no binders: set --binders or $LIEUR_BINDERS")
 	}
-	return client.New(client.Config{Binders: strings.Split(f.binders, ",")})
+	return client.New(client.Config{Binders: strings.Split(f.binders, ","), Token: f.token})
 }
 
 // run wraps a client command: it builds the client and bounds the call.

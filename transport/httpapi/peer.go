@@ -21,8 +21,12 @@ var _ binder.Peer = (*PeerClient)(nil)
 
 // PeerClient is the HTTP side of binder.Peer: how one node calls another.
 type PeerClient struct {
-	http *http.Client
+	http  *http.Client
+	token string // the cluster's credential, when tokens are configured
 }
+
+// SetToken makes every call carry the cluster's credential.
+func (p *PeerClient) SetToken(token string) { p.token = token }
 
 // NewPeerClient returns a client with connection reuse and bounded dials.
 func NewPeerClient() *PeerClient {
@@ -118,6 +122,9 @@ func (p *PeerClient) do(ctx context.Context, method, url string, body, out any) 
 		return fmt.Errorf("%w: %v", binder.ErrInvalid, err)
 	}
 	req.Header.Set("Content-Type", "application/json")
+	if p.token != "" {
+		req.Header.Set("Authorization", "Bearer "+p.token)
+	}
 	resp, err := p.http.Do(req)
 	if err != nil {
 		var op *net.OpError

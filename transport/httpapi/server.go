@@ -46,6 +46,7 @@ type Binder interface {
 	Services() ([]fsm.Instance, uint64)
 	ServicesOf(typ string) ([]fsm.Instance, uint64)
 	TypeIndex(typ string) uint64
+	TypeOf(id string) (string, bool)
 	WaitIndex(ctx context.Context, typ string, after uint64) bool
 	Report(ctx context.Context, id string) (binder.Verdict, uint64, error)
 	WaitApplied(ctx context.Context, index uint64) bool
@@ -72,6 +73,7 @@ type Server struct {
 	mux     *http.ServeMux
 	routes  *http.ServeMux
 	metrics *httpMetrics
+	auth    *Auth
 
 	waiters   chan struct{} // one slot per waiting request
 	reports   *limiter      // per client address
@@ -87,18 +89,32 @@ func WithMetrics(reg *prometheus.Registry) Option {
 	return func(s *Server) {
 		s.metrics = newHTTPMetrics()
 		reg.MustRegister(s.metrics.requests, s.metrics.seconds)
-		s.handle("GET /metrics", MetricsHandler(reg).ServeHTTP)
+		s.handle("GET /metrics", s.readRole(), MetricsHandler(reg).ServeHTTP)
 	}
+}
+
+// WithAuth checks tokens on every request (see Auth). Options apply in
+// order: give WithAuth before the others.
+func WithAuth(a *Auth) Option {
+	return func(s *Server) { s.auth = a }
+}
+
+// readRole is what reads need: nothing, unless reads are authenticated.
+func (s *Server) readRole() Role {
+	if s.auth != nil && s.auth.AuthReads {
+		return RoleRead
+	}
+	return RoleNone
 }
 
 // WithPprof serves the runtime profiles at /debug/pprof/.
 func WithPprof() Option {
 	return func(s *Server) {
-		s.handle("GET /debug/pprof/", pprof.Index)
-		s.handle("GET /debug/pprof/cmdline", pprof.Cmdline)
-		s.handle("GET /debug/pprof/profile", pprof.Profile)
-		s.handle("GET /debug/pprof/symbol", pprof.Symbol)
-		s.handle("GET /debug/pprof/trace", pprof.Trace)
+		s.handle("GET /debug/pprof/", RoleAdmin, pprof.Index)
+		s.handle("GET /debug/pprof/cmdline", RoleAdmin, pprof.Cmdline)
+		s.handle("GET /debug/pprof/profile", RoleAdmin, pprof.Profile)
+		s.handle("GET /debug/pprof/symbol", RoleAdmin, pprof.Symbol)
+		s.handle("GET /debug/pprof/trace", RoleAdmin, pprof.Trace)
 	}
 }
 
@@ -114,20 +130,20 @@ func NewServer(b Binder, logger hclog.Logger, opts ...Option) *Server {
 		o(s)
 	}
 	s.mux.HandleFunc("/", s.notRouted)
-	s.handle("POST /v1/services", s.register)
-	s.handle("DELETE /v1/services/{id}", s.deregister)
-	s.handle("PUT /v1/services/{id}/heartbeat", s.heartbeat)
-	s.handle("GET /v1/services", s.services)
-	s.handle("GET /v1/services/{type}", s.servicesOf)
-	s.handle("GET /v1/lookup/{type}", s.lookup)
-	s.handle("POST /v1/reports", s.report)
-	s.handle("GET /v1/cluster", s.cluster)
-	s.handle("POST /v1/cluster/join", s.join)
-	s.handle("DELETE /v1/cluster/members/{id}", s.removeMember)
-	s.handle("GET /v1/status", s.status)
-	s.handle("POST /v1/internal/apply", s.internalApply)
-	s.handle("GET /v1/internal/read-index", s.internalReadIndex)
-	s.handle("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
+	s.handle("POST /v1/services", RoleRegister, s.register)
+	s.handle("DELETE /v1/services/{id}", RoleRegister, s.deregister)
+	s.handle("PUT /v1/services/{id}/heartbeat", RoleRegister, s.heartbeat)
+	s.handle("GET /v1/services", s.readRole(), s.services)
+	s.handle("GET /v1/services/{type}", s.readRole(), s.servicesOf)
+	s.handle("GET /v1/lookup/{type}", s.readRole(), s.lookup)
+	s.handle("POST /v1/reports", RoleRead, s.report)
+	s.handle("GET /v1/cluster", s.readRole(), s.cluster)
+	s.handle("POST /v1/cluster/join", RoleAdmin, s.join)
+	s.handle("DELETE /v1/cluster/members/{id}", RoleAdmin, s.removeMember)
+	s.handle("GET /v1/status", s.readRole(), s.status)
+	s.handle("POST /v1/internal/apply", RoleCluster, s.internalApply)
+	s.handle("GET /v1/internal/read-index", RoleCluster, s.internalReadIndex)
+	s.handle("GET /healthz", RoleNone, func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
 	})
 	return s
@@ -160,9 +176,18 @@ func isClean(p string) bool {
 	return c == p || (c+"/" == p && c != "/")
 }
 
-// handle registers a route, counted and timed under its pattern.
-func (s *Server) handle(pattern string, h http.HandlerFunc) {
+// handle registers a route, counted and timed under its pattern, open to
+// tokens of at least role need (when tokens are configured).
+func (s *Server) handle(pattern string, need Role, h http.HandlerFunc) {
 	s.routes.HandleFunc(pattern, h)
+	if need != RoleNone {
+		inner := h
+		h = func(w http.ResponseWriter, r *http.Request) {
+			if s.auth.allow(w, r, need, "") {
+				inner(w, r)
+			}
+		}
+	}
 	if s.metrics != nil {
 		m := s.metrics.route(pattern)
 		inner := h
@@ -211,6 +236,9 @@ func (s *Server) register(w http.ResponseWriter, r *http.Request) {
 	if !decodeBody(w, r, &req) {
 		return
 	}
+	if !s.auth.allow(w, r, RoleRegister, req.Type) {
+		return
+	}
 	var ttl time.Duration
 	if req.TTL != "" {
 		d, err := time.ParseDuration(req.TTL)
@@ -229,6 +257,9 @@ func (s *Server) register(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) deregister(w http.ResponseWriter, r *http.Request) {
+	if typ, ok := s.b.TypeOf(r.PathValue("id")); ok && !s.auth.allow(w, r, RoleRegister, typ) {
+		return
+	}
 	idx, err := s.b.Deregister(r.Context(), r.PathValue("id"), r.Header.Get(wire.HeaderRequestID))
 	if err != nil {
 		s.fail(w, r, err)
@@ -239,6 +270,9 @@ func (s *Server) deregister(w http.ResponseWriter, r *http.Request) {
 
 func (s *Server) heartbeat(w http.ResponseWriter, r *http.Request) {
 	id := r.PathValue("id")
+	if typ, ok := s.b.TypeOf(id); ok && !s.auth.allow(w, r, RoleRegister, typ) {
+		return
+	}
 	if err := s.b.Heartbeat(r.Context(), id); err != nil {
 		s.fail(w, r, err)
 		return

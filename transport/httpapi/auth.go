@@ -1,0 +1,155 @@
+package httpapi
+
+import (
+	"bufio"
+	"crypto/subtle"
+	"fmt"
+	"io"
+	"net/http"
+	"strings"
+)
+
+// Role is what a token may do; each role includes the ones below it.
+type Role int
+
+// Roles, weakest first. RoleCluster is the binders' own credential, for
+// node-to-node calls; it may do everything.
+const (
+	RoleNone Role = iota
+	RoleRead
+	RoleRegister
+	RoleAdmin
+	RoleCluster
+)
+
+var roleNames = map[string]Role{"read": RoleRead, "register": RoleRegister, "admin": RoleAdmin, "cluster": RoleCluster}
+
+// Token is one line of a token file.
+type Token struct {
+	secret []byte
+	role   Role
+	types  map[string]bool // register tokens bound to types; nil: any
+}
+
+// Auth holds a node's tokens. The zero Auth (no tokens) lets everything
+// through.
+type Auth struct {
+	tokens    []Token
+	cluster   string
+	AuthReads bool // reads need a read token too
+}
+
+// ParseTokens reads a token file: one "TOKEN ROLE" pair a line, ROLE one
+// of admin, register, read, cluster, or register:TYPE,TYPE to bind a
+// register token to service types; '#' starts a comment. Exactly one
+// cluster token is required: binders use it to call each other.
+func ParseTokens(r io.Reader) (*Auth, error) {
+	a := &Auth{}
+	sc := bufio.NewScanner(r)
+	for line := 1; sc.Scan(); line++ {
+		text := sc.Text()
+		if i := strings.IndexByte(text, '#'); i >= 0 {
+			text = text[:i]
+		}
+		fields := strings.Fields(text)
+		if len(fields) == 0 {
+			continue
+		}
+		if len(fields) != 2 {
+			return nil, fmt.Errorf("token file line %d: want TOKEN ROLE", line)
+		}
+		if len(fields[0]) < 16 {
+			return nil, fmt.Errorf("token file line %d: a token needs at least 16 characters", line)
+		}
+		roleName, typeList, bound := strings.Cut(fields[1], ":")
+		role, ok := roleNames[roleName]
+		if !ok {
+			return nil, fmt.Errorf("token file line %d: unknown role %q (admin, register, read, cluster)", line, roleName)
+		}
+		t := Token{secret: []byte(fields[0]), role: role}
+		if bound {
+			if role != RoleRegister || typeList == "" {
+				return nil, fmt.Errorf("token file line %d: only register tokens bind to types, as register:TYPE,TYPE", line)
+			}
+			t.types = map[string]bool{}
+			for _, typ := range strings.Split(typeList, ",") {
+				t.types[typ] = true
+			}
+		}
+		if role == RoleCluster {
+			if a.cluster != "" {
+				return nil, fmt.Errorf("token file line %d: a second cluster token", line)
+			}
+			a.cluster = fields[0]
+		}
+		a.tokens = append(a.tokens, t)
+	}
+	if err := sc.Err(); err != nil {
+		return nil, err
+	}
+	if len(a.tokens) > 0 && a.cluster == "" {
+		return nil, fmt.Errorf("token file: a line with role cluster is required (binders use it to call each other)")
+	}
+	return a, nil
+}
+
+// ClusterToken is the credential binders send to each other.
+func (a *Auth) ClusterToken() string { return a.cluster }
+
+// enabled says whether requests are checked at all.
+func (a *Auth) enabled() bool { return a != nil && len(a.tokens) > 0 }
+
+// identify finds the request's token. Every configured token is compared,
+// in constant time, whatever matches, so timing does not tell how much of
+// a guess was right.
+func (a *Auth) identify(r *http.Request) (*Token, bool) {
+	h := r.Header.Get("Authorization")
+	secret, ok := strings.CutPrefix(h, "Bearer ")
+	if !ok || secret == "" {
+		return nil, false
+	}
+	var found *Token
+	for i := range a.tokens {
+		if subtle.ConstantTimeCompare([]byte(secret), a.tokens[i].secret) == 1 {
+			found = &a.tokens[i]
+		}
+	}
+	return found, true
+}
+
+// allow checks that the request carries a token with at least need, and,
+// for a register token bound to types, that typ is one of them (typ ""
+// skips that check). It answers 401 or 403 itself.
+func (a *Auth) allow(w http.ResponseWriter, r *http.Request, need Role, typ string) bool {
+	if !a.enabled() || need == RoleNone {
+		return true
+	}
+	tok, sent := a.identify(r)
+	if !sent || tok == nil {
+		w.Header().Set("WWW-Authenticate", `Bearer realm="lieur"`)
+		msg := "this endpoint needs a token: Authorization: Bearer <token>"
+		if sent {
+			msg = "unknown token"
+		}
+		writeError(w, http.StatusUnauthorized, "", msg)
+		return false
+	}
+	if tok.role < need {
+		writeError(w, http.StatusForbidden, "", fmt.Sprintf("this token's role may not do this (needs %s)", roleName(need)))
+		return false
+	}
+	if typ != "" && tok.role == RoleRegister && tok.types != nil && !tok.types[typ] {
+		writeError(w, http.StatusForbidden, "", fmt.Sprintf("this token may not act on type %q", typ))
+		return false
+	}
+	return true
+}
+
+func roleName(r Role) string {
+	for k, v := range roleNames {
+		if v == r {
+			return k
+		}
+	}
+	return "?"
+}
