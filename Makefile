@@ -13,9 +13,11 @@ build:
 	$(GO) build -o $(BIN)/lieur ./cmd/lieur
 	$(GO) build -o $(BIN)/lieur-echo ./cmd/lieur-echo
 
-## run: start a local cluster of $(NODES) agents (Ctrl-C stops it).
+## run: start a local cluster of $(NODES) agents (Ctrl-C stops it);
+## `make run TLS=1` serves it over TLS with a development CA.
+TLS ?=
 run: build
-	./$(BIN)/lieur dev --nodes $(NODES) $(if $(DATA_DIR),--data-dir $(DATA_DIR),)
+	./$(BIN)/lieur dev --nodes $(NODES) $(if $(DATA_DIR),--data-dir $(DATA_DIR),) $(if $(TLS),--tls,)
 
 ## test: vet, then every unit and integration test with the race detector.
 test: vet fmt-check

@@ -66,7 +66,9 @@ func New(cfg Config) (*Client, error) {
 	if hc == nil {
 		// A private transport, so Close can drop its idle connections
 		// without touching http.DefaultTransport's.
-		hc = &http.Client{Transport: http.DefaultTransport.(*http.Transport).Clone()}
+		tr := http.DefaultTransport.(*http.Transport).Clone()
+		tr.TLSClientConfig = cfg.TLS
+		hc = &http.Client{Transport: tr}
 	}
 	life, stop := context.WithCancel(context.Background())
 	return &Client{

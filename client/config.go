@@ -1,6 +1,7 @@
 package client
 
 import (
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"net/http"
@@ -39,6 +40,11 @@ type Config struct {
 	// Token, when set, is sent as "Authorization: Bearer <token>" on every
 	// request (binders started with --token-file require one).
 	Token string
+
+	// TLS, when set, is used for https:// binders (the CA to trust, and a
+	// client certificate if the binders want one). Ignored when
+	// HTTPClient is given.
+	TLS *tls.Config
 
 	// NoStaleFallback turns off the lookups' last resort: when no binder
 	// can serve a default read (no leader in reach, or every reachable

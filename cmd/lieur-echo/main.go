@@ -20,6 +20,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/lieur/lieur/client"
+	"github.com/lieur/lieur/transport/tlsutil"
 )
 
 func main() {
@@ -33,7 +34,7 @@ func main() {
 }
 
 func newRootCmd() *cobra.Command {
-	var binders, token string
+	var binders, token, ca string
 	root := &cobra.Command{
 		Use:           "lieur-echo",
 		Short:         "Example application server and client for lieur",
@@ -41,12 +42,21 @@ func newRootCmd() *cobra.Command {
 		SilenceErrors: true,
 	}
 	root.PersistentFlags().StringVar(&binders, "binders", os.Getenv("LIEUR_BINDERS"), "binder URLs, comma-separated (default $LIEUR_BINDERS)")
+	root.PersistentFlags().StringVar(&ca, "ca", os.Getenv("LIEUR_CA"), "CA certificate (PEM) to trust for https:// binders (default $LIEUR_CA)")
 	root.PersistentFlags().StringVar(&token, "token", os.Getenv("LIEUR_TOKEN"), "token for binders that require one (default $LIEUR_TOKEN)")
 	newClient := func() (*client.Client, error) {
 		if binders == "" {
 			return nil, errors.New("no binders: set --binders or $LIEUR_BINDERS")
 		}
-		return client.New(client.Config{Binders: strings.Split(binders, ","), Token: token})
+		cfg := client.Config{Binders: strings.Split(binders, ","), Token: token}
+		if ca != "" {
+			t, err := tlsutil.ClientConfig(ca, "", "")
+			if err != nil {
+				return nil, err
+			}
+			cfg.TLS = t
+		}
+		return client.New(cfg)
 	}
 	root.AddCommand(newServeCmd(newClient), newCallCmd(newClient))
 	return root

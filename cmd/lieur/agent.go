@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"net"
@@ -19,6 +20,7 @@ import (
 	"github.com/lieur/lieur/binder"
 	"github.com/lieur/lieur/transport/httpapi"
 	"github.com/lieur/lieur/transport/raftnet"
+	"github.com/lieur/lieur/transport/tlsutil"
 )
 
 // AgentConfig is everything `lieur agent` takes. Validate applies defaults.
@@ -37,6 +39,8 @@ type AgentConfig struct {
 	// AuthReads makes reads need one too.
 	TokenFile string
 	AuthReads bool
+	// TLS: the HTTP API over TLS, Raft over mutual TLS (all three files).
+	TLS tlsutil.Files
 	// Node holds the Raft and verification tuning; ID, DataDir, Peers,
 	// Join, Stream, Peer and Logger are filled in from the fields above.
 	Node binder.Config
@@ -59,6 +63,9 @@ func (c *AgentConfig) Validate() error {
 	}
 	if c.LogLevel == "" {
 		c.LogLevel = "info"
+	}
+	if err := c.TLS.Validate(); err != nil {
+		return err
 	}
 	if hclog.LevelFromString(c.LogLevel) == hclog.NoLevel {
 		return fmt.Errorf("--log-level %q: want trace, debug, info, warn or error", c.LogLevel)
@@ -98,6 +105,14 @@ func NewAgent(cfg AgentConfig, logger hclog.Logger) (*Agent, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
+	var tlsCfg *tlsutil.Configs
+	if cfg.TLS.Enabled() {
+		c, err := tlsutil.Load(cfg.TLS)
+		if err != nil {
+			return nil, err
+		}
+		tlsCfg = c
+	}
 	ln, err := net.Listen("tcp", cfg.HTTPAddr)
 	if err != nil {
 		return nil, fmt.Errorf("http listen: %w", err)
@@ -108,6 +123,11 @@ func NewAgent(cfg AgentConfig, logger hclog.Logger) (*Agent, error) {
 		return nil, err
 	}
 	peer := httpapi.NewPeerClient()
+	if tlsCfg != nil {
+		stream.UseTLS(tlsCfg.RaftServer, tlsCfg.RaftClient)
+		peer.UseTLS(tlsCfg.Client)
+		ln = tls.NewListener(ln, tlsCfg.HTTPServer)
+	}
 	var auth *httpapi.Auth
 	if cfg.TokenFile != "" {
 		f, err := os.Open(cfg.TokenFile)
@@ -235,6 +255,9 @@ from it and never bootstraps again.`,
 	f.BoolVar(&cfg.Pprof, "pprof", false, "serve runtime profiles at /debug/pprof/ on the HTTP address")
 	f.StringVar(&cfg.TokenFile, "token-file", "", "require tokens: a file of TOKEN ROLE lines (admin, register[:TYPE,...], read, cluster)")
 	f.BoolVar(&cfg.AuthReads, "auth-reads", false, "with --token-file, reads need a read token too")
+	f.StringVar(&cfg.TLS.Cert, "tls-cert", "", "this node's certificate (PEM): the API over TLS 1.3, Raft over mutual TLS")
+	f.StringVar(&cfg.TLS.Key, "tls-key", "", "the certificate's private key (PEM)")
+	f.StringVar(&cfg.TLS.CA, "tls-ca", "", "the CA that signs every node's certificate (PEM)")
 	f.DurationVar(&cfg.Node.HeartbeatTimeout, "heartbeat-timeout", 350*time.Millisecond, "Raft heartbeat timeout")
 	f.DurationVar(&cfg.Node.ElectionTimeout, "election-timeout", 350*time.Millisecond, "Raft election timeout")
 	f.DurationVar(&cfg.Node.LeaderLeaseTimeout, "leader-lease-timeout", 175*time.Millisecond, "Raft leader lease timeout")

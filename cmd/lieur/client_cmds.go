@@ -15,6 +15,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/lieur/lieur/client"
+	"github.com/lieur/lieur/transport/tlsutil"
 	"github.com/lieur/lieur/transport/wire"
 )
 
@@ -22,6 +23,9 @@ import (
 type clientFlags struct {
 	binders string
 	token   string
+	ca      string
+	cert    string
+	key     string
 	json    bool
 	timeout time.Duration
 }
@@ -30,6 +34,9 @@ func (f *clientFlags) add(cmd *cobra.Command) {
 	cmd.Flags().StringVar(&f.binders, "binders", os.Getenv("LIEUR_BINDERS"), "binder URLs, comma-separated (default $LIEUR_BINDERS)")
 	cmd.Flags().BoolVar(&f.json, "json", false, "print JSON for scripts")
 	cmd.Flags().StringVar(&f.token, "token", os.Getenv("LIEUR_TOKEN"), "token for binders that require one (default $LIEUR_TOKEN)")
+	cmd.Flags().StringVar(&f.ca, "ca", os.Getenv("LIEUR_CA"), "CA certificate (PEM) to trust for https:// binders (default $LIEUR_CA)")
+	cmd.Flags().StringVar(&f.cert, "cert", "", "client certificate (PEM), for binders that check one")
+	cmd.Flags().StringVar(&f.key, "key", "", "the client certificate's key (PEM)")
 	cmd.Flags().DurationVar(&f.timeout, "timeout", 10*time.Second, "give up after this long")
 }
 
@@ -37,7 +44,15 @@ func (f *clientFlags) client() (*client.Client, error) {
 	if f.binders == "" {
 		return nil, errors.New("no binders: set --binders or $LIEUR_BINDERS")
 	}
-	return client.New(client.Config{Binders: strings.Split(f.binders, ","), Token: f.token})
+	cfg := client.Config{Binders: strings.Split(f.binders, ","), Token: f.token}
+	if f.ca != "" || f.cert != "" {
+		t, err := tlsutil.ClientConfig(f.ca, f.cert, f.key)
+		if err != nil {
+			return nil, err
+		}
+		cfg.TLS = t
+	}
+	return client.New(cfg)
 }
 
 // run wraps a client command: it builds the client and bounds the call.

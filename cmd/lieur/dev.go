@@ -15,6 +15,8 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
+
+	"github.com/lieur/lieur/transport/tlsutil"
 )
 
 // devNode is one agent of a dev cluster; its ports and data dir never
@@ -34,6 +36,7 @@ func newDevCmd() *cobra.Command {
 	var nodes int
 	var dataDir string
 	var extra []string
+	var useTLS bool
 	cmd := &cobra.Command{
 		Use:   "dev",
 		Short: "Run a local cluster of agents, restarting any that dies",
@@ -65,11 +68,24 @@ the same directory resumes the same cluster.`,
 			if err != nil {
 				return err
 			}
-			return runDev(cmd.Context(), exe, layout, extra)
+			scheme := "http"
+			if useTLS {
+				dir := filepath.Join(dataDir, "tls")
+				if _, err := os.Stat(filepath.Join(dir, "ca.pem")); err != nil {
+					if err := tlsutil.InitDev(dir); err != nil {
+						return err
+					}
+				}
+				extra = append(extra, "--tls-cert", filepath.Join(dir, "node.pem"), "--tls-key", filepath.Join(dir, "node-key.pem"), "--tls-ca", filepath.Join(dir, "ca.pem"))
+				scheme = "https"
+				fmt.Printf("LIEUR_CA=%s\n", filepath.Join(dir, "ca.pem"))
+			}
+			return runDev(cmd.Context(), exe, layout, scheme, extra)
 		},
 	}
 	cmd.Flags().IntVar(&nodes, "nodes", 3, "number of agents")
 	cmd.Flags().StringVar(&dataDir, "data-dir", "", "directory for the agents' data (default: a temporary directory)")
+	cmd.Flags().BoolVar(&useTLS, "tls", false, "serve the API over TLS and Raft over mutual TLS, with a development CA created in DIR/tls")
 	cmd.Flags().StringSliceVar(&extra, "agent-flag", nil, "extra flag passed to every agent, e.g. --agent-flag=--log-level=debug")
 	return cmd
 }
@@ -130,11 +146,11 @@ func freePorts(n int) ([]int, error) {
 	return ports, nil
 }
 
-func runDev(ctx context.Context, exe string, l devLayout, extra []string) error {
+func runDev(ctx context.Context, exe string, l devLayout, scheme string, extra []string) error {
 	var peers, binders []string
 	for _, n := range l.Nodes {
 		peers = append(peers, n.ID+"="+n.RaftAddr)
-		binders = append(binders, "http://"+n.HTTPAddr)
+		binders = append(binders, scheme+"://"+n.HTTPAddr)
 	}
 	fmt.Printf("LIEUR_BINDERS=%s\n", strings.Join(binders, ","))
 	var wg sync.WaitGroup

@@ -30,7 +30,7 @@ func newRootCmd() *cobra.Command {
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
-	root.AddCommand(newAgentCmd(), newDevCmd(), newBenchCmd())
+	root.AddCommand(newAgentCmd(), newDevCmd(), newBenchCmd(), newTLSCmd())
 	addClientCommands(root)
 	return root
 }

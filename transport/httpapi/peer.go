@@ -3,6 +3,7 @@ package httpapi
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -21,8 +22,24 @@ var _ binder.Peer = (*PeerClient)(nil)
 
 // PeerClient is the HTTP side of binder.Peer: how one node calls another.
 type PeerClient struct {
-	http  *http.Client
-	token string // the cluster's credential, when tokens are configured
+	http   *http.Client
+	token  string // the cluster's credential, when tokens are configured
+	scheme string
+}
+
+// UseTLS makes the client call other nodes over HTTPS with cfg.
+func (p *PeerClient) UseTLS(cfg *tls.Config) {
+	p.http.Transport.(*http.Transport).TLSClientConfig = cfg
+	p.scheme = "https"
+}
+
+// base turns a node's address into a URL.
+func (p *PeerClient) base(target string) string {
+	target = strings.TrimRight(target, "/")
+	if strings.HasPrefix(target, "http://") || strings.HasPrefix(target, "https://") {
+		return target
+	}
+	return p.scheme + "://" + target
 }
 
 // SetToken makes every call carry the cluster's credential.
@@ -35,7 +52,7 @@ func NewPeerClient() *PeerClient {
 		MaxIdleConnsPerHost: 64,
 		IdleConnTimeout:     90 * time.Second,
 	}
-	return &PeerClient{http: &http.Client{Transport: tr, Timeout: 30 * time.Second}}
+	return &PeerClient{http: &http.Client{Transport: tr, Timeout: 30 * time.Second}, scheme: "http"}
 }
 
 // Close drops idle connections.
@@ -44,7 +61,7 @@ func (p *PeerClient) Close() { p.http.CloseIdleConnections() }
 // Apply forwards an encoded command to the leader at httpAddr.
 func (p *PeerClient) Apply(ctx context.Context, httpAddr string, command []byte) (uint64, error) {
 	var resp wire.IndexResponse
-	err := p.do(ctx, http.MethodPost, baseURL(httpAddr)+"/v1/internal/apply", wire.ApplyRequest{Command: command}, &resp)
+	err := p.do(ctx, http.MethodPost, p.base(httpAddr)+"/v1/internal/apply", wire.ApplyRequest{Command: command}, &resp)
 	return resp.Index, err
 }
 
@@ -55,7 +72,7 @@ func (p *PeerClient) ApplyBatch(ctx context.Context, httpAddr string, commands [
 	for i, c := range commands {
 		req.Commands[i] = c
 	}
-	url := baseURL(httpAddr) + "/v1/internal/apply"
+	url := p.base(httpAddr) + "/v1/internal/apply"
 	var resp wire.ApplyBatchResponse
 	if err := p.do(ctx, http.MethodPost, url, req, &resp); err != nil {
 		return nil, err
@@ -72,31 +89,31 @@ func (p *PeerClient) ApplyBatch(ctx context.Context, httpAddr string, commands [
 
 // Join asks the cluster at target to add m.
 func (p *PeerClient) Join(ctx context.Context, target string, m binder.Member) error {
-	return p.do(ctx, http.MethodPost, baseURL(target)+"/v1/cluster/join",
+	return p.do(ctx, http.MethodPost, p.base(target)+"/v1/cluster/join",
 		wire.JoinRequest{ID: m.ID, RaftAddr: m.RaftAddr, HTTPAddr: m.HTTPAddr}, nil)
 }
 
 // RemoveMember asks the leader at httpAddr to remove a server.
 func (p *PeerClient) RemoveMember(ctx context.Context, httpAddr, id string) error {
-	return p.do(ctx, http.MethodDelete, baseURL(httpAddr)+"/v1/cluster/members/"+id, nil, nil)
+	return p.do(ctx, http.MethodDelete, p.base(httpAddr)+"/v1/cluster/members/"+id, nil, nil)
 }
 
 // Heartbeat asks the leader at httpAddr to renew a lease.
 func (p *PeerClient) Heartbeat(ctx context.Context, httpAddr, id string) error {
-	return p.do(ctx, http.MethodPut, baseURL(httpAddr)+"/v1/services/"+url.PathEscape(id)+"/heartbeat", nil, nil)
+	return p.do(ctx, http.MethodPut, p.base(httpAddr)+"/v1/services/"+url.PathEscape(id)+"/heartbeat", nil, nil)
 }
 
 // ReadIndex asks the leader at httpAddr for a read index.
 func (p *PeerClient) ReadIndex(ctx context.Context, httpAddr string) (uint64, error) {
 	var resp wire.IndexResponse
-	err := p.do(ctx, http.MethodGet, baseURL(httpAddr)+"/v1/internal/read-index", nil, &resp)
+	err := p.do(ctx, http.MethodGet, p.base(httpAddr)+"/v1/internal/read-index", nil, &resp)
 	return resp.Index, err
 }
 
 // Status reads another node's view of itself.
 func (p *PeerClient) Status(ctx context.Context, httpAddr string) (binder.Status, error) {
 	var st wire.Status
-	if err := p.do(ctx, http.MethodGet, baseURL(httpAddr)+"/v1/status", nil, &st); err != nil {
+	if err := p.do(ctx, http.MethodGet, p.base(httpAddr)+"/v1/status", nil, &st); err != nil {
 		return binder.Status{}, err
 	}
 	return binder.Status{ID: st.ID, State: st.State, Leader: st.Leader, Term: st.Term,
@@ -174,12 +191,4 @@ func remoteError(url string, status int, e wire.Error) error {
 		return fmt.Errorf("%w: %v", binder.ErrOutcomeUnknown, remote)
 	}
 	return remote
-}
-
-func baseURL(target string) string {
-	target = strings.TrimRight(target, "/")
-	if strings.HasPrefix(target, "http://") || strings.HasPrefix(target, "https://") {
-		return target
-	}
-	return "http://" + target
 }

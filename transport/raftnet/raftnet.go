@@ -3,6 +3,7 @@
 package raftnet
 
 import (
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"net"
@@ -31,6 +32,8 @@ type TCPStreamLayer struct {
 	conns  map[net.Conn]struct{}
 	closed bool
 	done   chan struct{} // closed by Close: ends patient dials
+
+	serverTLS, clientTLS *tls.Config
 
 	// Patience is how long Dial keeps retrying a peer that refuses
 	// connections (its process is down, its host up). See Dial.
@@ -64,6 +67,13 @@ func Listen(bindAddr, advertise string) (*TCPStreamLayer, error) {
 	return &TCPStreamLayer{advertise: adv, listener: ln, conns: map[net.Conn]struct{}{}, done: make(chan struct{}), Patience: DefaultPatience}, nil
 }
 
+// UseTLS makes the layer speak mutual TLS: accepted connections present
+// server's certificate and must present one the CA signed; dialled ones
+// present client's. Call it before the layer is used.
+func (t *TCPStreamLayer) UseTLS(server, client *tls.Config) {
+	t.serverTLS, t.clientTLS = server, client
+}
+
 // Dial opens a connection to another node's Raft address. A peer that
 // refuses connections (a restarting process) is dialled again every 50 ms
 // for up to Patience, instead of failing at once: hashicorp/raft backs off
@@ -75,6 +85,9 @@ func (t *TCPStreamLayer) Dial(address raft.ServerAddress, timeout time.Duration)
 	deadline := time.Now().Add(t.Patience)
 	for {
 		c, err := net.DialTimeout("tcp", string(address), timeout)
+		if err == nil && t.clientTLS != nil {
+			return t.handshake(c, string(address), timeout)
+		}
 		if err == nil || !errors.Is(err, syscall.ECONNREFUSED) || time.Now().After(deadline) {
 			return c, err
 		}
@@ -84,6 +97,21 @@ func (t *TCPStreamLayer) Dial(address raft.ServerAddress, timeout time.Duration)
 		case <-time.After(50 * time.Millisecond):
 		}
 	}
+}
+
+func (t *TCPStreamLayer) handshake(c net.Conn, address string, timeout time.Duration) (net.Conn, error) {
+	cfg := t.clientTLS.Clone()
+	if host, _, err := net.SplitHostPort(address); err == nil && cfg.ServerName == "" {
+		cfg.ServerName = host
+	}
+	tc := tls.Client(c, cfg)
+	_ = tc.SetDeadline(time.Now().Add(timeout))
+	if err := tc.Handshake(); err != nil {
+		c.Close()
+		return nil, fmt.Errorf("raft TLS handshake with %s: %w", address, err)
+	}
+	_ = tc.SetDeadline(time.Time{})
+	return tc, nil
 }
 
 // Accept waits for the next inbound Raft connection.
@@ -97,6 +125,9 @@ func (t *TCPStreamLayer) Accept() (net.Conn, error) {
 	if t.closed {
 		c.Close()
 		return nil, net.ErrClosed
+	}
+	if t.serverTLS != nil {
+		c = tls.Server(c, t.serverTLS)
 	}
 	tc := &trackedConn{Conn: c, layer: t}
 	t.conns[tc] = struct{}{}
