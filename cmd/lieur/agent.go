@@ -165,8 +165,10 @@ func NewAgent(cfg AgentConfig, logger hclog.Logger) (*Agent, error) {
 		Handler:           httpapi.NewServer(node, logger.Named("http"), opts...),
 		ReadHeaderTimeout: 5 * time.Second,
 		ReadTimeout:       30 * time.Second,
-		IdleTimeout:       2 * time.Minute,
-		ErrorLog:          logger.Named("http").StandardLogger(&hclog.StandardLoggerOptions{InferLevels: true}),
+		// Long enough for the longest long poll, bounded all the same.
+		WriteTimeout: httpapi.MaxWait + 30*time.Second,
+		IdleTimeout:  2 * time.Minute,
+		ErrorLog:     logger.Named("http").StandardLogger(&hclog.StandardLoggerOptions{InferLevels: true}),
 	}
 	return a, nil
 }
