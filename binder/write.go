@@ -184,9 +184,19 @@ func (n *Node) atReadFloor() {
 
 // forward hands a command to the forwarder (see runForwarder).
 func (n *Node) forward(ctx context.Context, data []byte) (uint64, error) {
+	return n.submit(ctx, n.forwardCh, data)
+}
+
+// applyLeader hands a command to the batcher (see runBatcher).
+func (n *Node) applyLeader(data []byte) (uint64, error) {
+	return n.submit(context.Background(), n.applyCh, data)
+}
+
+// submit queues a command for a batching loop and waits for its answer.
+func (n *Node) submit(ctx context.Context, ch chan *applyReq, data []byte) (uint64, error) {
 	req := &applyReq{data: data, done: make(chan applyRes, 1)}
 	select {
-	case n.forwardCh <- req:
+	case ch <- req:
 	case <-ctx.Done():
 		return 0, fmt.Errorf("%w: %v", ErrNoLeader, ctx.Err())
 	case <-n.ctx.Done():
@@ -196,23 +206,7 @@ func (n *Node) forward(ctx context.Context, data []byte) (uint64, error) {
 	case res := <-req.done:
 		return res.index, res.err
 	case <-n.ctx.Done():
-		return 0, fmt.Errorf("%w: node stopping", ErrOutcomeUnknown)
-	}
-}
-
-// applyLeader hands a command to the batcher (see runBatcher).
-func (n *Node) applyLeader(data []byte) (uint64, error) {
-	req := &applyReq{data: data, done: make(chan applyRes, 1)}
-	select {
-	case n.applyCh <- req:
-	case <-n.ctx.Done():
-		return 0, ErrShutdown
-	}
-	select {
-	case res := <-req.done:
-		return res.index, res.err
-	case <-n.ctx.Done():
-		// The batcher stops with the node; a command it took may still
+		// The loops stop with the node; a command they took may still
 		// have reached the log.
 		return 0, fmt.Errorf("%w: node stopping", ErrOutcomeUnknown)
 	}

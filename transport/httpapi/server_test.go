@@ -26,8 +26,14 @@ import (
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
 // newAPI serves the API of a real one-node cluster (real Raft, real bbolt
-// files, real TCP) and waits until it leads.
+// files, real TCP) and waits until it leads and has caught up.
 func newAPI(t testing.TB) *httptest.Server {
+	srv, _ := newAPIWith(t, nil)
+	return srv
+}
+
+// newAPIWith is newAPI with server options chosen once the node exists.
+func newAPIWith(t testing.TB, options func(*binder.Node) []httpapi.Option) (*httptest.Server, *binder.Node) {
 	t.Helper()
 	stream, err := raftnet.Listen("127.0.0.1:0", "")
 	require.NoError(t, err)
@@ -40,7 +46,11 @@ func newAPI(t testing.TB) *httptest.Server {
 		Stream: stream, Peer: peer,
 	})
 	require.NoError(t, err)
-	srv := httptest.NewUnstartedServer(httpapi.NewServer(node, nil))
+	var opts []httpapi.Option
+	if options != nil {
+		opts = options(node)
+	}
+	srv := httptest.NewUnstartedServer(httpapi.NewServer(node, nil, opts...))
 	srv.Listener.Close()
 	srv.Listener = ln
 	srv.Start()
@@ -59,7 +69,7 @@ func newAPI(t testing.TB) *httptest.Server {
 		require.True(t, time.Now().Before(deadline), "single node never led")
 		time.Sleep(10 * time.Millisecond)
 	}
-	return srv
+	return srv, node
 }
 
 type answer struct {
@@ -278,32 +288,11 @@ func TestHeartbeat(t *testing.T) {
 }
 
 func TestMetricsEndpoint(t *testing.T) {
-	stream, err := raftnet.Listen("127.0.0.1:0", "")
-	require.NoError(t, err)
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(t, err)
-	peer := httpapi.NewPeerClient()
-	node, err := binder.New(binder.Config{
-		ID: "n1", HTTPAddr: ln.Addr().String(), DataDir: t.TempDir(),
-		Peers:  []binder.PeerAddr{{ID: "n1", RaftAddr: stream.Addr().String()}},
-		Stream: stream, Peer: peer,
-	})
-	require.NoError(t, err)
 	reg := prometheus.NewRegistry()
-	reg.MustRegister(node.Collectors()...)
-	srv := httptest.NewUnstartedServer(httpapi.NewServer(node, nil, httpapi.WithMetrics(reg)))
-	srv.Listener.Close()
-	srv.Listener = ln
-	srv.Start()
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() { _ = node.Run(ctx); close(done) }()
-	defer func() { cancel(); <-done; _ = node.Close(); srv.Close(); peer.Close() }()
-	deadline := time.Now().Add(10 * time.Second)
-	for !node.CaughtUp() {
-		require.True(t, time.Now().Before(deadline))
-		time.Sleep(10 * time.Millisecond)
-	}
+	srv, _ := newAPIWith(t, func(node *binder.Node) []httpapi.Option {
+		reg.MustRegister(node.Collectors()...)
+		return []httpapi.Option{httpapi.WithMetrics(reg)}
+	})
 	require.Equal(t, 200, call(t, "POST", srv.URL+"/v1/services", `{"type":"echo","address":"127.0.0.1","port":1}`).status)
 	call(t, "GET", srv.URL+"/v1/lookup/echo", "")
 	m := call(t, "GET", srv.URL+"/metrics", "")
