@@ -1,14 +1,19 @@
 package httpapi_test
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"net/http/httptest"
 	"strings"
 	"testing"
 
+	"github.com/hashicorp/go-hclog"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/lieur/lieur/transport/httpapi"
 )
 
 // The bad-input catalogue: every hostile request gets a 4xx with a clear
@@ -118,4 +123,26 @@ func TestReportsAreRateLimited(t *testing.T) {
 
 func decodeJSON(resp *http.Response, v any) error {
 	return json.NewDecoder(resp.Body).Decode(v)
+}
+
+// brokenBinder panics on every call: its embedded Binder is nil.
+type brokenBinder struct{ httpapi.Binder }
+
+// No panic reaches a client: it gets a 500 naming a request id, which the
+// log line of the panic carries too.
+func TestPanicIsA500WithRequestID(t *testing.T) {
+	var logs bytes.Buffer
+	logger := hclog.New(&hclog.LoggerOptions{Output: &logs})
+	srv := httptest.NewServer(httpapi.NewServer(brokenBinder{}, logger))
+	defer srv.Close()
+	resp, err := http.Get(srv.URL + "/v1/status")
+	require.NoError(t, err)
+	defer resp.Body.Close()
+	assert.Equal(t, http.StatusInternalServerError, resp.StatusCode)
+	var body struct{ Error string }
+	require.NoError(t, decodeJSON(resp, &body))
+	id, ok := strings.CutPrefix(body.Error, "internal error (request id ")
+	require.True(t, ok, body.Error)
+	id = strings.TrimSuffix(id, ")")
+	assert.Contains(t, logs.String(), "request_id="+id)
 }
