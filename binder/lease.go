@@ -254,11 +254,7 @@ func (n *Node) runLeases() {
 		if n.raft.State() != raft.Leader || !n.lead.isReady() {
 			continue
 		}
-		all, _ := n.fsm.All()
-		total := map[string]int{}
-		for _, inst := range all {
-			total[inst.Type]++
-		}
+		total := n.fsm.CountByType()
 		due, guarded := n.leases.due(time.Now(), total)
 		for typ, held := range guarded {
 			if n.noteGuard(typ, held) {

@@ -1,6 +1,7 @@
 package binder
 
 import (
+	"strconv"
 	"time"
 
 	"github.com/hashicorp/raft"
@@ -78,34 +79,31 @@ func (c stateCollector) Describe(ch chan<- *prometheus.Desc) {
 
 func (c stateCollector) Collect(ch chan<- prometheus.Metric) {
 	n := c.n
-	st := n.Status()
+	// Not n.Status(): that hashes the whole table, which a scrape needs not.
+	state := stateName(n.raft.State())
 	for _, s := range []string{"leader", "follower", "candidate", "unknown"} {
 		v := 0.0
-		if st.State == s {
+		if state == s {
 			v = 1
 		}
 		ch <- prometheus.MustNewConstMetric(descState, prometheus.GaugeValue, v, s)
 	}
-	ch <- prometheus.MustNewConstMetric(descApplied, prometheus.GaugeValue, float64(st.AppliedIndex))
+	ch <- prometheus.MustNewConstMetric(descApplied, prometheus.GaugeValue, float64(n.raft.AppliedIndex()))
 	ch <- prometheus.MustNewConstMetric(descCommit, prometheus.GaugeValue, float64(n.raft.CommitIndex()))
-	ch <- prometheus.MustNewConstMetric(descLastIndex, prometheus.GaugeValue, float64(st.LastLogIndex))
+	ch <- prometheus.MustNewConstMetric(descLastIndex, prometheus.GaugeValue, float64(n.raft.LastIndex()))
 	lc := -1.0
-	if st.LastContact >= 0 {
-		lc = st.LastContact.Seconds()
+	if d := n.LastContact(); d >= 0 {
+		lc = d.Seconds()
 	}
 	ch <- prometheus.MustNewConstMetric(descLastContact, prometheus.GaugeValue, lc)
-	ch <- prometheus.MustNewConstMetric(descTerm, prometheus.GaugeValue, float64(st.Term))
+	term, _ := strconv.ParseUint(n.raft.Stats()["term"], 10, 64)
+	ch <- prometheus.MustNewConstMetric(descTerm, prometheus.GaugeValue, float64(term))
 	caught := 0.0
-	if st.CaughtUp {
+	if n.caughtUp.Load() {
 		caught = 1
 	}
 	ch <- prometheus.MustNewConstMetric(descCaughtUp, prometheus.GaugeValue, caught)
-	all, _ := n.fsm.All()
-	per := map[string]int{}
-	for _, inst := range all {
-		per[inst.Type]++
-	}
-	for typ, count := range per {
+	for typ, count := range n.fsm.CountByType() {
 		ch <- prometheus.MustNewConstMetric(descInstances, prometheus.GaugeValue, float64(count), typ)
 	}
 }

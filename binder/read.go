@@ -15,32 +15,12 @@ import (
 // flagged stale-lease are handed out only when no other is left.
 func (n *Node) Lookup(typ string) (fsm.Instance, error) {
 	n.atReadFloor()
-	list, _ := n.fsm.InstancesOf(typ)
+	list := n.fsm.HealthyOf(typ)
 	if len(list) == 0 {
 		return fsm.Instance{}, fmt.Errorf("%w %q", ErrUnknownService, typ)
 	}
-	list = preferHealthy(list)
 	i := n.cursor(typ).Add(1) - 1
 	return *list[i%uint64(len(list))], nil
-}
-
-func preferHealthy(list []*fsm.Instance) []*fsm.Instance {
-	healthy := 0
-	for _, inst := range list {
-		if inst.Health == "" {
-			healthy++
-		}
-	}
-	if healthy == len(list) || healthy == 0 {
-		return list
-	}
-	out := make([]*fsm.Instance, 0, healthy)
-	for _, inst := range list {
-		if inst.Health == "" {
-			out = append(out, inst)
-		}
-	}
-	return out
 }
 
 // TypeOf returns the type of instance id, as this node knows it.

@@ -307,23 +307,43 @@ func requestID(cmd Command) string {
 // costs O(1) each, not a copy of the whole type each.
 type typeSet struct {
 	members map[string]*Instance
-	view    atomic.Pointer[[]*Instance] // sorted by id; nil after a change; never mutated once stored
+	view    atomic.Pointer[typeView] // nil after a change; never mutated once stored
 }
 
-// sorted returns the view, building it if a change dropped it. Callers
-// hold the FSM's lock, shared or not: members does not change meanwhile.
-func (t *typeSet) sorted() []*Instance {
-	if v := t.view.Load(); v != nil {
-		return *v
-	}
-	list := make([]*Instance, 0, len(t.members))
-	for _, inst := range t.members {
-		list = append(list, inst)
-	}
-	sort.Slice(list, func(i, j int) bool { return list[i].ID < list[j].ID })
-	t.view.Store(&list)
-	return list
+// typeView is a type's instances sorted by id, and the healthy ones among
+// them: lookups prefer those, and must not scan the type to find them.
+type typeView struct {
+	all     []*Instance
+	healthy []*Instance // the healthy ones, or all when none or all are
 }
+
+// sortedView returns the type's view, building it if a change dropped it.
+// Callers hold the FSM's lock, shared or not: members does not change
+// meanwhile.
+func (t *typeSet) sortedView() *typeView {
+	if v := t.view.Load(); v != nil {
+		return v
+	}
+	v := &typeView{all: make([]*Instance, 0, len(t.members))}
+	for _, inst := range t.members {
+		v.all = append(v.all, inst)
+	}
+	sort.Slice(v.all, func(i, j int) bool { return v.all[i].ID < v.all[j].ID })
+	var healthy []*Instance
+	for _, inst := range v.all {
+		if inst.Health == "" {
+			healthy = append(healthy, inst)
+		}
+	}
+	v.healthy = v.all
+	if len(healthy) > 0 && len(healthy) < len(v.all) {
+		v.healthy = healthy
+	}
+	t.view.Store(v)
+	return v
+}
+
+func (t *typeSet) sorted() []*Instance { return t.sortedView().all }
 
 // replaceLocked swaps an instance for a new version of itself (same id and
 // type).
@@ -386,6 +406,31 @@ func (f *FSM) InstancesOf(typ string) ([]*Instance, uint64) {
 		return nil, f.typeIndex[typ]
 	}
 	return ts.sorted(), f.typeIndex[typ]
+}
+
+// HealthyOf is InstancesOf restricted to instances whose lease is not
+// stale, unless none is healthy (then all of them). The slice is shared:
+// do not modify it.
+func (f *FSM) HealthyOf(typ string) []*Instance {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	ts := f.byType[typ]
+	if ts == nil {
+		return nil
+	}
+	return ts.sortedView().healthy
+}
+
+// CountByType returns how many instances each type has, without copying
+// the table.
+func (f *FSM) CountByType() map[string]int {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	out := make(map[string]int, len(f.byType))
+	for typ, ts := range f.byType {
+		out[typ] = len(ts.members)
+	}
+	return out
 }
 
 // All returns every instance sorted by type then id, and the index of the

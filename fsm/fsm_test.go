@@ -297,3 +297,21 @@ func TestBatchAppliesEachCommandInOrder(t *testing.T) {
 	assert.Equal(t, uint64(7), last)
 	assert.Equal(t, uint64(7), f.Applied())
 }
+
+// Lookups prefer healthy instances; the view that tells them apart is
+// built once per change, and CountByType needs no copy of the table.
+func TestHealthyOfAndCountByType(t *testing.T) {
+	f := New(nil)
+	apply(t, f, 1, reg("a", "echo", 1))
+	apply(t, f, 2, reg("b", "echo", 2))
+	apply(t, f, 3, reg("c", "time", 3))
+	assert.Len(t, f.HealthyOf("echo"), 2, "all healthy: all of them")
+	apply(t, f, 4, LeaseStateCmd{ID: "a", RegIndex: 1, Stale: true})
+	healthy := f.HealthyOf("echo")
+	require.Len(t, healthy, 1)
+	assert.Equal(t, "b", healthy[0].ID)
+	apply(t, f, 5, LeaseStateCmd{ID: "b", RegIndex: 2, Stale: true})
+	assert.Len(t, f.HealthyOf("echo"), 2, "none healthy: all of them rather than none")
+	assert.Nil(t, f.HealthyOf("nope"))
+	assert.Equal(t, map[string]int{"echo": 2, "time": 1}, f.CountByType())
+}
