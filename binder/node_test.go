@@ -212,27 +212,9 @@ func TestReportVerifiesBeforeRemoving(t *testing.T) {
 	nodes := startNodes(t, 3)
 	f := follower(t, nodes)
 	ctx := context.Background()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	alive, _, err := f.Register(ctx, binder.Registration{Type: "echo", Address: "127.0.0.1", Port: livePort(t)})
 	require.NoError(t, err)
-	defer ln.Close()
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			c.Close()
-		}
-	}()
-	livePort := ln.Addr().(*net.TCPAddr).Port
-	deadLn, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(t, err)
-	deadPort := deadLn.Addr().(*net.TCPAddr).Port
-	deadLn.Close()
-
-	alive, _, err := f.Register(ctx, binder.Registration{Type: "echo", Address: "127.0.0.1", Port: livePort})
-	require.NoError(t, err)
-	dead, _, err := f.Register(ctx, binder.Registration{Type: "echo", Address: "127.0.0.1", Port: deadPort})
+	dead, _, err := f.Register(ctx, binder.Registration{Type: "echo", Address: "127.0.0.1", Port: deadPort(t)})
 	require.NoError(t, err)
 
 	v, _, err := f.Report(ctx, alive)
@@ -288,16 +270,9 @@ func TestReportHeldWhenNothingAnswers(t *testing.T) {
 	nodes := startNodes(t, 1)
 	n := nodes[0].node
 	ctx := context.Background()
-	dead := func() int {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		require.NoError(t, err)
-		p := l.Addr().(*net.TCPAddr).Port
-		l.Close()
-		return p
-	}
 	var ids []string
 	for _, typ := range []string{"a", "b", "c", "d"} {
-		id, _, err := n.Register(ctx, binder.Registration{Type: typ, Address: "127.0.0.1", Port: dead()})
+		id, _, err := n.Register(ctx, binder.Registration{Type: typ, Address: "127.0.0.1", Port: deadPort(t)})
 		require.NoError(t, err)
 		ids = append(ids, id)
 	}
@@ -309,19 +284,7 @@ func TestReportHeldWhenNothingAnswers(t *testing.T) {
 	assert.True(t, n.Status().VerificationHold)
 
 	// One other instance answers: the failure is believed.
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(t, err)
-	defer ln.Close()
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			c.Close()
-		}
-	}()
-	_, _, err = n.Register(ctx, binder.Registration{Type: "e", Address: "127.0.0.1", Port: ln.Addr().(*net.TCPAddr).Port})
+	_, _, err = n.Register(ctx, binder.Registration{Type: "e", Address: "127.0.0.1", Port: livePort(t)})
 	require.NoError(t, err)
 	v, _, err = n.Report(ctx, ids[0])
 	require.NoError(t, err)
@@ -351,4 +314,32 @@ func TestConcurrentWritesThroughFollowerAreBatched(t *testing.T) {
 	assert.Len(t, list, 100)
 	_, err := f.Deregister(ctx, "never", "")
 	assert.ErrorIs(t, err, binder.ErrUnknownID, "a refusal inside a batch keeps its meaning")
+}
+
+// livePort is a loopback port whose server accepts and closes connections,
+// as a probe needs; deadPort one where nothing listens.
+func livePort(t *testing.T) int {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	t.Cleanup(func() { ln.Close() })
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			c.Close()
+		}
+	}()
+	return ln.Addr().(*net.TCPAddr).Port
+}
+
+func deadPort(t *testing.T) int {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	port := ln.Addr().(*net.TCPAddr).Port
+	ln.Close()
+	return port
 }

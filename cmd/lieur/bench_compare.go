@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -151,20 +150,9 @@ func startLieurCluster(ctx context.Context, dir string) ([]string, func(), error
 		procs = append(procs, c)
 	}
 	stop := func() { stopAll(procs) }
-	hc := &http.Client{Timeout: 2 * time.Second}
-	deadline := time.Now().Add(30 * time.Second)
-	for _, u := range urls {
-		for {
-			data, err := send(ctx, hc, "GET", u+"/v1/status", nil, 200)
-			if err == nil && strings.Contains(string(data), `"caught_up":true`) {
-				break
-			}
-			if time.Now().After(deadline) {
-				stop()
-				return nil, nil, fmt.Errorf("lieur agent %s not ready: %v", u, err)
-			}
-			time.Sleep(50 * time.Millisecond)
-		}
+	if err := awaitAll(ctx, urls, "/v1/status", `"caught_up":true`); err != nil {
+		stop()
+		return nil, nil, fmt.Errorf("lieur: %w", err)
 	}
 	return urls, stop, nil
 }
@@ -199,20 +187,33 @@ func startEtcdCluster(ctx context.Context, bin, dir string) ([]string, func(), e
 		procs = append(procs, c)
 	}
 	stop := func() { stopAll(procs) }
+	if err := awaitAll(ctx, urls, "/health", "true"); err != nil {
+		stop()
+		return nil, nil, fmt.Errorf("etcd: %w", err)
+	}
+	return urls, stop, nil
+}
+
+// awaitAll waits, up to 30 s, until GET url+path answers 200 with a body
+// containing want, on every url.
+func awaitAll(ctx context.Context, urls []string, path, want string) error {
 	hc := &http.Client{Timeout: 2 * time.Second}
 	deadline := time.Now().Add(30 * time.Second)
 	for _, u := range urls {
 		for {
-			data, err := send(ctx, hc, "GET", u+"/health", nil, 200)
-			if err == nil && strings.Contains(string(data), "true") {
+			data, err := send(ctx, hc, "GET", u+path, nil, 200)
+			if err == nil && strings.Contains(string(data), want) {
 				break
 			}
 			if time.Now().After(deadline) {
-				stop()
-				return nil, nil, errors.Join(fmt.Errorf("etcd member %s not healthy", u), err)
+				return fmt.Errorf("%s not ready: %v", u, err)
 			}
-			time.Sleep(100 * time.Millisecond)
+			select {
+			case <-ctx.Done():
+				return ctx.Err()
+			case <-time.After(50 * time.Millisecond):
+			}
 		}
 	}
-	return urls, stop, nil
+	return nil
 }

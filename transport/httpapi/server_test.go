@@ -64,12 +64,18 @@ func newAPIWith(t testing.TB, options func(*binder.Node) []httpapi.Option) (*htt
 		srv.Close()
 		peer.Close()
 	})
+	await(t, "the single node to lead and catch up", func() bool { return node.IsLeader() && node.CaughtUp() })
+	return srv, node
+}
+
+// await polls cond until it holds, failing after 10 s.
+func await(t testing.TB, what string, cond func() bool) {
+	t.Helper()
 	deadline := time.Now().Add(10 * time.Second)
-	for !node.IsLeader() || !node.CaughtUp() {
-		require.True(t, time.Now().Before(deadline), "single node never led")
+	for !cond() {
+		require.True(t, time.Now().Before(deadline), "timed out waiting for %s", what)
 		time.Sleep(10 * time.Millisecond)
 	}
-	return srv, node
 }
 
 type answer struct {
@@ -229,15 +235,10 @@ func TestClusterAndStatus(t *testing.T) {
 	}
 	assert.Equal(t, "leader", st.body["state"])
 	var cl answer
-	deadline := time.Now().Add(10 * time.Second)
-	for {
+	await(t, "the node to announce its address", func() bool {
 		cl = call(t, "GET", srv.URL+"/v1/cluster", "")
-		require.Equal(t, 200, cl.status)
-		if strings.Contains(cl.raw, `"http_addr":"127.0.0.1:`) || time.Now().After(deadline) {
-			break
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+		return cl.status == 200 && strings.Contains(cl.raw, `"http_addr":"127.0.0.1:`)
+	})
 	assert.Equal(t, "n1", cl.body["leader"])
 	members := cl.body["members"].([]any)
 	require.Len(t, members, 1)
