@@ -30,13 +30,22 @@ type Peer interface {
 	Join(ctx context.Context, target string, m Member) error
 	// RemoveMember asks the leader at httpAddr to remove a server.
 	RemoveMember(ctx context.Context, httpAddr string, id string) error
-	// Heartbeat asks the leader at httpAddr to renew a lease.
-	Heartbeat(ctx context.Context, httpAddr, id string) error
+	// Heartbeat asks the leader at httpAddr to renew a lease, limited to
+	// instances of the scope's types (nil: any).
+	Heartbeat(ctx context.Context, httpAddr, id string, scope []string) error
 	// ReadIndex asks the leader at httpAddr for a read index (see
 	// Node.ReadIndex).
 	ReadIndex(ctx context.Context, httpAddr string) (uint64, error)
 	// Status reads another node's own view.
 	Status(ctx context.Context, httpAddr string) (Status, error)
+}
+
+// ClusterMember is implemented by a Peer that proves to other nodes that
+// it belongs to the cluster (transport/httpapi's PeerClient sends the
+// cluster id in a header when no token file sets a credential). New hands
+// it the node's ClusterID, which only the node knows.
+type ClusterMember interface {
+	SetClusterID(func() string)
 }
 
 // Outcome is one command's result in a batch.
@@ -67,6 +76,9 @@ type Config struct {
 	// Join, instead of Peers: the URL of a node of an existing cluster. A
 	// node with no Raft state asks it to be added; one with state resumes.
 	Join string
+	// JoinTimeout bounds how long such a node keeps asking (default 30 s):
+	// past it, Run fails instead of retrying a dead address forever.
+	JoinTimeout time.Duration
 
 	// Stream carries Raft traffic (transport/raftnet). Its Addr is this
 	// node's Raft address.
@@ -132,6 +144,9 @@ func (c *Config) Validate() error {
 	if len(c.Peers) > 0 {
 		self := false
 		seen := map[string]bool{}
+		// Raft refuses to bootstrap two servers at one address; it is
+		// caught here so the error names the peers involved.
+		byAddr := map[string]string{}
 		for _, p := range c.Peers {
 			if p.ID == "" || p.RaftAddr == "" {
 				return fmt.Errorf("config: peer %q: id and raft address are required", p.ID)
@@ -140,6 +155,10 @@ func (c *Config) Validate() error {
 				return fmt.Errorf("config: peer %q listed twice", p.ID)
 			}
 			seen[p.ID] = true
+			if other, ok := byAddr[p.RaftAddr]; ok {
+				return fmt.Errorf("config: peers %q and %q share raft address %s", other, p.ID, p.RaftAddr)
+			}
+			byAddr[p.RaftAddr] = p.ID
 			if p.ID == c.ID {
 				self = true
 			}
@@ -159,6 +178,7 @@ func (c *Config) Validate() error {
 	setDefault(&c.WriteHold, 5*time.Second)
 	setDefault(&c.ProbeTimeout, time.Second)
 	setDefault(&c.MaxStaleness, 2*time.Second)
+	setDefault(&c.JoinTimeout, 30*time.Second)
 	if c.SnapshotThreshold == 0 {
 		c.SnapshotThreshold = 8192
 	}

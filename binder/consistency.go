@@ -2,12 +2,16 @@ package binder
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"sync"
 	"time"
 
 	"github.com/hashicorp/raft"
+
+	"github.com/lieur/lieur/fsm"
 )
 
 // Read modes, strongest first:
@@ -18,7 +22,9 @@ import (
 //     leader for a read index and waits until its own table reflects it.
 //   - default (ReadAllowed): served from local memory by a node that has
 //     caught up since it started and has heard from a leader within
-//     MaxStaleness. May lag the leader by the replication delay.
+//     MaxStaleness, whether or not it knows one right now (elections do
+//     not stop lookups). May lag the leader by the replication delay, and
+//     by at most MaxStaleness when cut off.
 //   - stale: served from local memory, always.
 
 // ErrCatchingUp is returned for default reads on a node that has not yet
@@ -81,6 +87,8 @@ func (n *Node) watchLeadership() {
 			return
 		case leading := <-n.raft.LeaderCh():
 			gen := n.lead.transition()
+			// Leading, or having led until now, is contact with a leader.
+			n.noteLeaderContact()
 			if !leading {
 				n.leases.deactivate()
 				continue
@@ -96,6 +104,7 @@ func (n *Node) watchLeadership() {
 						n.leases.activate(all, time.Now())
 						if n.lead.markReady(gen) {
 							n.log.Info("leader ready: barrier applied; every lease starts afresh", "applied", n.fsm.Applied())
+							n.ensureClusterID(gen)
 						} else {
 							n.leases.deactivate()
 						}
@@ -162,35 +171,49 @@ func (n *Node) ConsistentRead(ctx context.Context) error {
 	}
 }
 
-// ReadAllowed says whether this node may serve a default (non-stale) read.
+// ReadAllowed says whether this node may serve a default (non-stale)
+// read: it has caught up since it started, and it has heard from a leader
+// within MaxStaleness. Whether raft knows a leader right now does not
+// matter: during an election every follower has forgotten the old leader
+// for a few hundred milliseconds, and refusing reads then would make every
+// binder refuse lookups at once, though none of them is more than an
+// election behind.
 func (n *Node) ReadAllowed() error {
 	if !n.caughtUp.Load() {
 		return ErrCatchingUp
 	}
-	if n.raft.State() == raft.Leader {
-		return nil
-	}
-	if _, leader := n.raft.LeaderWithID(); leader == "" {
-		return fmt.Errorf("%w: no known leader", ErrStale)
-	}
-	if since := time.Since(n.raft.LastContact()); since > n.cfg.MaxStaleness {
-		return fmt.Errorf("%w for %s", ErrStale, since.Round(time.Millisecond))
+	since := n.LastContact()
+	switch {
+	case since < 0:
+		return fmt.Errorf("%w: never heard from a leader", ErrStale)
+	case since > n.cfg.MaxStaleness:
+		return fmt.Errorf("%w for %s (max staleness %s)", ErrStale, since.Round(time.Millisecond), n.cfg.MaxStaleness)
 	}
 	return nil
 }
 
-// LastContact is how long ago this node last heard from the leader; zero
-// on the leader itself.
+// LastContact is how long ago this node last heard from a leader: zero on
+// the leader itself, -1 when it never has. It counts raft's contacts
+// (appends, heartbeats, snapshots from a leader), leaders observed elected,
+// and this node's own leadership, whichever came last.
 func (n *Node) LastContact() time.Duration {
 	if n.raft.State() == raft.Leader {
 		return 0
 	}
-	t := n.raft.LastContact()
-	if t.IsZero() {
+	last := n.raft.LastContact()
+	if ns := n.leaderContact.Load(); ns != 0 {
+		if t := time.Unix(0, ns); t.After(last) {
+			last = t
+		}
+	}
+	if last.IsZero() {
 		return -1
 	}
-	return time.Since(t)
+	return time.Since(last)
 }
+
+// noteLeaderContact records that a leader is known alive now.
+func (n *Node) noteLeaderContact() { n.leaderContact.Store(time.Now().UnixNano()) }
 
 // CaughtUp reports whether the node has caught up since it started.
 func (n *Node) CaughtUp() bool { return n.caughtUp.Load() }
@@ -205,5 +228,26 @@ func (n *Node) catchUp(ctx context.Context) {
 			return
 		}
 		sleepCtx(ctx, backoff(attempt))
+	}
+}
+
+// ensureClusterID commits a random cluster id when the table has none yet:
+// the first leader of a new cluster (or of one made by an older build)
+// draws it. Two leaders racing both commit; the table keeps the first.
+func (n *Node) ensureClusterID(gen uint64) {
+	for attempt := 1; n.ctx.Err() == nil && n.lead.current(gen) && n.fsm.ClusterID() == ""; attempt++ {
+		var b [16]byte
+		_, _ = rand.Read(b[:])
+		data, err := fsm.Encode(fsm.ClusterIDCmd{ClusterID: hex.EncodeToString(b[:])})
+		if err != nil {
+			n.log.Error("encode cluster id", "error", err)
+			return
+		}
+		if _, err := n.applyLeader(data); err == nil {
+			n.log.Info("cluster id committed")
+			return
+		} else if !sleepCtx(n.ctx, backoff(attempt)) {
+			return
+		}
 	}
 }

@@ -22,6 +22,10 @@ var (
 	// ErrSuperseded is returned by a removal whose verified registration was
 	// replaced meanwhile.
 	ErrSuperseded = errors.New("registration superseded")
+	// ErrForbidden is returned for a write limited to some service types
+	// (Registration.Scope) that would change an instance of another type.
+	// The table is unchanged.
+	ErrForbidden = errors.New("forbidden")
 	// ErrShutdown is returned once the node is closing.
 	ErrShutdown = errors.New("binder shutting down")
 )

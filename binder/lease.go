@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"sort"
 	"sync"
 	"time"
@@ -33,8 +34,8 @@ import (
 
 // Limits of a lease's TTL.
 const (
-	MinTTL = time.Second
-	MaxTTL = time.Hour
+	MinTTL = fsm.MinTTLMillis * time.Millisecond
+	MaxTTL = fsm.MaxTTLMillis * time.Millisecond
 )
 
 // leaseTick is how often the leader looks for passed deadlines.
@@ -335,20 +336,27 @@ func (n *Node) applyLeaseState(ctx context.Context, inst fsm.Instance, stale boo
 
 // Heartbeat renews the lease of instance id. On a follower it is forwarded
 // to the leader, which keeps the deadlines. ErrUnknownID tells the owner to
-// register again.
-func (n *Node) Heartbeat(ctx context.Context, id string) error {
+// register again. With a scope (nil for any type), the leader refuses an
+// instance of another type with ErrForbidden.
+func (n *Node) Heartbeat(ctx context.Context, id string, scope []string) error {
 	if err := ValidateID(id); err != nil {
 		return err
 	}
+	if err := invalid(fsm.ValidateScope(scope)); err != nil {
+		return err
+	}
 	return n.onLeader(ctx, "heartbeat "+id,
-		func() error { return n.heartbeatLocal(id) },
-		func(addr string) error { return n.cfg.Peer.Heartbeat(ctx, addr, id) })
+		func() error { return n.heartbeatLocal(id, scope) },
+		func(addr string) error { return n.cfg.Peer.Heartbeat(ctx, addr, id, scope) })
 }
 
-func (n *Node) heartbeatLocal(id string) error {
+func (n *Node) heartbeatLocal(id string, scope []string) error {
 	inst, ok := n.fsm.Get(id)
 	if !ok {
 		return fmt.Errorf("heartbeat %s: %w", id, ErrUnknownID)
+	}
+	if scope != nil && !slices.Contains(scope, inst.Type) {
+		return fmt.Errorf("heartbeat %s: type %q: %w", id, inst.Type, ErrForbidden)
 	}
 	if inst.TTLMillis <= 0 {
 		return fmt.Errorf("%w: %s was registered without a ttl", ErrInvalid, id)

@@ -81,8 +81,12 @@ type Node struct {
 	// raft observes one, instead of at their next backoff tick.
 	leaderSeen *notifier
 	observer   *raft.Observer
-	caughtUp   atomic.Bool
-	readFloor  atomic.Uint64 // highest index of a write this node forwarded
+	// leaderContact (unix nanos) is when this node last knew a leader to
+	// be alive, besides raft's own LastContact: when it observed one
+	// elected, or when it stopped leading itself.
+	leaderContact atomic.Int64
+	caughtUp      atomic.Bool
+	readFloor     atomic.Uint64 // highest index of a write this node forwarded
 
 	verifyMu  sync.Mutex
 	verifying map[string]*verification
@@ -120,6 +124,9 @@ func New(cfg Config) (*Node, error) {
 		cancel:      cancel,
 	}
 	n.fsm = fsm.New(n.observe)
+	if cm, ok := cfg.Peer.(ClusterMember); ok {
+		cm.SetClusterID(n.fsm.ClusterID)
+	}
 	n.metrics = newMetrics()
 	n.applyCh = make(chan *applyReq, maxBatch)
 	n.inFlight = make(chan struct{}, maxInFlight)
@@ -206,7 +213,10 @@ func New(cfg Config) (*Node, error) {
 		defer n.wg.Done()
 		for {
 			select {
-			case <-obs:
+			case o := <-obs:
+				if lo, ok := o.Data.(raft.LeaderObservation); ok && lo.LeaderID != "" {
+					n.noteLeaderContact()
+				}
 				n.leaderSeen.notify("")
 			case <-n.ctx.Done():
 				return
@@ -240,18 +250,35 @@ func (n *Node) Run(ctx context.Context) error {
 	return nil
 }
 
+// joinCluster asks the node at cfg.Join to add this one, retrying until it
+// succeeds or cfg.JoinTimeout passes: a wrong or dead --join address must
+// end the agent with an error rather than leave it retrying unnoticed.
 func (n *Node) joinCluster(ctx context.Context) error {
 	m := Member{ID: n.cfg.ID, RaftAddr: string(n.trans.LocalAddr()), HTTPAddr: n.cfg.HTTPAddr, Voter: true}
+	jctx, cancel := context.WithTimeout(ctx, n.cfg.JoinTimeout)
+	defer cancel()
+	var last error
 	for attempt := 1; ; attempt++ {
-		err := n.cfg.Peer.Join(ctx, n.cfg.Join, m)
+		err := n.cfg.Peer.Join(jctx, n.cfg.Join, m)
 		if err == nil {
 			n.log.Info("joined cluster", "via", n.cfg.Join)
 			return nil
 		}
-		n.log.Warn("join failed, retrying", "via", n.cfg.Join, "attempt", attempt, "error", err)
-		if !sleepCtx(ctx, backoff(attempt)) {
+		// An attempt cut short by the deadline says less than the
+		// failure before it, which is the one worth reporting.
+		if last == nil || jctx.Err() == nil {
+			last = err
+		}
+		if ctx.Err() == nil && jctx.Err() == nil {
+			n.log.Warn("join failed, retrying", "via", n.cfg.Join, "attempt", attempt, "error", err)
+			if sleepCtx(jctx, backoff(attempt)) {
+				continue
+			}
+		}
+		if ctx.Err() != nil {
 			return fmt.Errorf("join %s: %w", n.cfg.Join, ctx.Err())
 		}
+		return fmt.Errorf("join %s: no successful answer within %s: %w", n.cfg.Join, n.cfg.JoinTimeout, last)
 	}
 }
 
@@ -277,8 +304,13 @@ func (n *Node) announce(ctx context.Context) {
 // Close stops the node. A leader first hands leadership to another voter
 // when there is one, so the cluster does not wait for an election timeout.
 func (n *Node) Close() error {
+	// New calls Close when it fails half way (a bootstrap refused after
+	// raft started, before the observer was registered), so every step
+	// checks that what it stops was started.
 	n.closeOnce.Do(func() {
-		n.cancel()
+		if n.cancel != nil {
+			n.cancel()
+		}
 		if n.raft != nil {
 			if n.raft.State() == raft.Leader && n.voters() > 1 {
 				if err := n.raft.LeadershipTransfer().Error(); err != nil {
@@ -290,9 +322,13 @@ func (n *Node) Close() error {
 			// The transport goes first: it ends dials that would keep
 			// raft's goroutines, which Shutdown waits for, patiently
 			// retrying peers that are down.
-			n.trans.CloseStreams()
-			n.trans.Close()
-			n.raft.DeregisterObserver(n.observer)
+			if n.trans != nil {
+				n.trans.CloseStreams()
+				n.trans.Close()
+			}
+			if n.observer != nil {
+				n.raft.DeregisterObserver(n.observer)
+			}
 			if err := n.raft.Shutdown().Error(); err != nil {
 				n.closeErr = fmt.Errorf("raft shutdown: %w", err)
 			}
@@ -324,6 +360,11 @@ func (n *Node) voters() int {
 	}
 	return c
 }
+
+// ClusterID returns the id the cluster's first leader drew and committed,
+// "" until this node has applied it. Binders prove to each other that they
+// belong to the cluster with it (see ClusterMember).
+func (n *Node) ClusterID() string { return n.fsm.ClusterID() }
 
 // ID returns the node's id.
 func (n *Node) ID() string { return n.cfg.ID }
@@ -364,32 +405,55 @@ func stateName(s raft.RaftState) string {
 	}
 }
 
-// observe runs on raft's apply goroutine for every change to the table.
-func (n *Node) observe(c fsm.Change) {
-	inst := c.Instance
-	addr := joinHostPort(inst.Address, inst.Port)
-	switch c.Kind {
-	case fsm.Added:
-		if c.Replaced != nil {
-			n.log.Info("new service", "id", inst.ID, "type", inst.Type, "addr", addr, "replaced", true)
-			if c.Replaced.Type != inst.Type {
-				n.changes.notify(c.Replaced.Type)
+// observe runs on raft's apply goroutine once per log entry that changed
+// the table, after the whole entry is applied: waiters woken here read all
+// of it.
+func (n *Node) observe(_ uint64, changes []fsm.Change) {
+	now := time.Now()
+	var types []string
+	for _, c := range changes {
+		inst := c.Instance
+		addr := joinHostPort(inst.Address, inst.Port)
+		switch c.Kind {
+		case fsm.Added:
+			if c.Replaced != nil {
+				n.log.Info("new service", "id", inst.ID, "type", inst.Type, "addr", addr, "replaced", true)
+				if c.Replaced.Type != inst.Type {
+					types = appendNew(types, c.Replaced.Type)
+				}
+			} else {
+				n.log.Info("new service", "id", inst.ID, "type", inst.Type, "addr", addr)
 			}
-		} else {
-			n.log.Info("new service", "id", inst.ID, "type", inst.Type, "addr", addr)
+		case fsm.Removed:
+			n.log.Info("removed service", "id", inst.ID, "reason", c.Reason)
+			n.noteRemoved(inst.ID)
+		case fsm.HealthChanged:
+			health := inst.Health
+			if health == "" {
+				health = "passing"
+			}
+			n.log.Info("lease state", "id", inst.ID, "health", health, "flaps", inst.Flaps)
 		}
-	case fsm.Removed:
-		n.log.Info("removed service", "id", inst.ID, "reason", c.Reason)
-		n.noteRemoved(inst.ID)
-	case fsm.HealthChanged:
-		health := inst.Health
-		if health == "" {
-			health = "passing"
-		}
-		n.log.Info("lease state", "id", inst.ID, "health", health, "flaps", inst.Flaps)
+		n.leases.observe(c, now)
+		types = appendNew(types, inst.Type)
 	}
-	n.leases.observe(c, time.Now())
-	n.changes.notify(inst.Type)
+	for _, typ := range types {
+		if len(n.fsm.HealthyOf(typ)) == 0 {
+			// The type is gone: its round-robin cursor goes too, so the
+			// cursors follow the table, not every name ever registered.
+			n.cursors.Delete(typ)
+		}
+		n.changes.notify(typ)
+	}
+}
+
+func appendNew(list []string, s string) []string {
+	for _, v := range list {
+		if v == s {
+			return list
+		}
+	}
+	return append(list, s)
 }
 
 func (n *Node) noteRemoved(id string) {

@@ -140,7 +140,7 @@ func TestWriteThroughFollowerIsReadBackThere(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, idx, inst.Index)
 
-	_, err = f.Deregister(ctx, "nope", "")
+	_, err = f.Deregister(ctx, "nope", "", nil)
 	assert.ErrorIs(t, err, binder.ErrUnknownID)
 	_, _, err = f.Register(ctx, binder.Registration{Type: "Bad", Address: "127.0.0.1", Port: 1})
 	assert.ErrorIs(t, err, binder.ErrInvalid)
@@ -312,7 +312,7 @@ func TestConcurrentWritesThroughFollowerAreBatched(t *testing.T) {
 	}
 	list, _ := f.ServicesOf("burst")
 	assert.Len(t, list, 100)
-	_, err := f.Deregister(ctx, "never", "")
+	_, err := f.Deregister(ctx, "never", "", nil)
 	assert.ErrorIs(t, err, binder.ErrUnknownID, "a refusal inside a batch keeps its meaning")
 }
 

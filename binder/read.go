@@ -41,16 +41,20 @@ func (n *Node) LookupWait(ctx context.Context, typ string) (fsm.Instance, error)
 	n.metrics.waiters.Inc()
 	defer n.metrics.waiters.Dec()
 	for {
-		changed := n.changes.watch(typ)
+		changed, release := n.changes.watch(typ)
 		inst, err := n.Lookup(typ)
 		if err == nil {
+			release()
 			return inst, nil
 		}
 		select {
 		case <-changed:
+			release()
 		case <-ctx.Done():
+			release()
 			return fsm.Instance{}, err
 		case <-n.ctx.Done():
+			release()
 			return fsm.Instance{}, err
 		}
 	}
@@ -82,7 +86,7 @@ func (n *Node) WaitIndex(ctx context.Context, typ string, after uint64) bool {
 	n.metrics.waiters.Inc()
 	defer n.metrics.waiters.Dec()
 	for {
-		changed := n.changes.watch(typ)
+		changed, release := n.changes.watch(typ)
 		var idx uint64
 		if typ == "" {
 			idx = n.fsm.LastChange()
@@ -90,13 +94,17 @@ func (n *Node) WaitIndex(ctx context.Context, typ string, after uint64) bool {
 			_, idx = n.fsm.InstancesOf(typ)
 		}
 		if idx > after {
+			release()
 			return true
 		}
 		select {
 		case <-changed:
+			release()
 		case <-ctx.Done():
+			release()
 			return false
 		case <-n.ctx.Done():
+			release()
 			return false
 		}
 	}

@@ -2,25 +2,24 @@ package binder
 
 import (
 	"fmt"
-	"net"
-	"regexp"
 	"strconv"
-	"strings"
 	"time"
-	"unicode/utf8"
+
+	"github.com/lieur/lieur/fsm"
 )
 
-// Limits on what a registration may carry.
+// The rules themselves live in fsm: the table applies them to every
+// command, wherever it entered. These wrappers check a request early and
+// wrap ErrInvalid, so the caller gets a 400 naming the field before
+// anything reaches the log.
+
+// Limits on what a registration may carry (see fsm).
 const (
-	MaxIDLen        = 128
-	MaxMetaPairs    = 64
-	MaxMetaKeyLen   = 128
-	MaxMetaValueLen = 1024
-)
-
-var (
-	idRe       = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._:-]*$`)
-	hostnameRe = regexp.MustCompile(`^(?i:[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)(\.(?i:[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?))*\.?$`)
+	MaxIDLen        = fsm.MaxIDLen
+	MaxMetaPairs    = fsm.MaxMetaPairs
+	MaxMetaKeyLen   = fsm.MaxMetaKeyLen
+	MaxMetaValueLen = fsm.MaxMetaValueLen
+	MaxRequestIDLen = fsm.MaxRequestIDLen
 )
 
 // Registration is what an application server registers.
@@ -33,6 +32,11 @@ type Registration struct {
 	// TTL, when not zero, makes the registration a lease renewed by
 	// heartbeats (MinTTL to MaxTTL).
 	TTL time.Duration
+	// Scope, when not nil, limits the registration to these types (a
+	// register token bound to them): the leader refuses it, with
+	// ErrForbidden, if it would create or replace an instance of another
+	// type.
+	Scope []string
 }
 
 // DefaultID is the id given to a registration that names none.
@@ -41,50 +45,19 @@ func DefaultID(typ, address string, port int) string {
 }
 
 // ValidateType checks a service type: a DNS label.
-func ValidateType(typ string) error {
-	if !isDNSLabel(typ) {
-		return fmt.Errorf("%w: type %q must be a DNS label (lower-case letters, digits and '-', 1 to 63 characters, not starting or ending with '-')", ErrInvalid, truncate(typ))
-	}
-	return nil
-}
-
-// isDNSLabel matches ^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$ without the
-// regexp engine: it is on every lookup.
-func isDNSLabel(s string) bool {
-	if len(s) < 1 || len(s) > 63 || s[0] == '-' || s[len(s)-1] == '-' {
-		return false
-	}
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		if !(c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '-') {
-			return false
-		}
-	}
-	return true
-}
+func ValidateType(typ string) error { return invalid(fsm.ValidateType(typ)) }
 
 // ValidateID checks an instance id.
-func ValidateID(id string) error {
-	if id == "" || len(id) > MaxIDLen || !idRe.MatchString(id) {
-		return fmt.Errorf("%w: id %q must be 1 to %d characters of letters, digits, '.', '_', ':' or '-', starting with a letter or digit", ErrInvalid, truncate(id), MaxIDLen)
-	}
-	return nil
-}
-
-// MaxRequestIDLen bounds a request id.
-const MaxRequestIDLen = 64
-
-var requestIDRe = regexp.MustCompile(`^[A-Za-z0-9._-]+$`)
+func ValidateID(id string) error { return invalid(fsm.ValidateID(id)) }
 
 // ValidateRequestID checks an optional idempotency key.
-func ValidateRequestID(id string) error {
-	if id == "" {
+func ValidateRequestID(id string) error { return invalid(fsm.ValidateRequestID(id)) }
+
+func invalid(err error) error {
+	if err == nil {
 		return nil
 	}
-	if len(id) > MaxRequestIDLen || !requestIDRe.MatchString(id) {
-		return fmt.Errorf("%w: request id %q must be 1 to %d letters, digits, '.', '_' or '-'", ErrInvalid, truncate(id), MaxRequestIDLen)
-	}
-	return nil
+	return fmt.Errorf("%w: %v", ErrInvalid, err)
 }
 
 // Normalize validates r and fills in its default id.
@@ -92,11 +65,11 @@ func (r *Registration) Normalize() error {
 	if err := ValidateType(r.Type); err != nil {
 		return err
 	}
-	if net.ParseIP(r.Address) == nil && (len(r.Address) > 253 || !hostnameRe.MatchString(r.Address)) {
-		return fmt.Errorf("%w: address %q is neither an IP address nor a host name", ErrInvalid, truncate(r.Address))
+	if err := invalid(fsm.ValidateAddress(r.Address)); err != nil {
+		return err
 	}
-	if r.Port < 1 || r.Port > 65535 {
-		return fmt.Errorf("%w: port %d is outside 1..65535", ErrInvalid, r.Port)
+	if err := invalid(fsm.ValidatePort(r.Port)); err != nil {
+		return err
 	}
 	if r.ID == "" {
 		r.ID = DefaultID(r.Type, r.Address, r.Port)
@@ -107,26 +80,8 @@ func (r *Registration) Normalize() error {
 	if r.TTL != 0 && (r.TTL < MinTTL || r.TTL > MaxTTL) {
 		return fmt.Errorf("%w: ttl %s is outside %s..%s", ErrInvalid, r.TTL, MinTTL, MaxTTL)
 	}
-	if len(r.Meta) > MaxMetaPairs {
-		return fmt.Errorf("%w: meta has %d pairs, at most %d allowed", ErrInvalid, len(r.Meta), MaxMetaPairs)
+	if err := invalid(fsm.ValidateMeta(r.Meta)); err != nil {
+		return err
 	}
-	for k, v := range r.Meta {
-		if k == "" || len(k) > MaxMetaKeyLen || !utf8.ValidString(k) || strings.ContainsFunc(k, isControl) {
-			return fmt.Errorf("%w: meta key %q must be 1 to %d printable characters", ErrInvalid, truncate(k), MaxMetaKeyLen)
-		}
-		if len(v) > MaxMetaValueLen || !utf8.ValidString(v) || strings.ContainsFunc(v, isControl) {
-			return fmt.Errorf("%w: meta value of %q must be at most %d printable characters", ErrInvalid, truncate(k), MaxMetaValueLen)
-		}
-	}
-	return nil
-}
-
-func isControl(r rune) bool { return r < 0x20 || r == 0x7f }
-
-// truncate keeps error messages short when the input is huge.
-func truncate(s string) string {
-	if len(s) > 80 {
-		return s[:80] + "..."
-	}
-	return s
+	return invalid(fsm.ValidateScope(r.Scope))
 }

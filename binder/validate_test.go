@@ -2,7 +2,6 @@ package binder
 
 import (
 	"errors"
-	"regexp"
 	"strings"
 	"testing"
 
@@ -51,13 +50,5 @@ func TestRegistrationNormalize(t *testing.T) {
 			assert.True(t, errors.Is(err, ErrInvalid), "error %v wraps ErrInvalid", err)
 			assert.Contains(t, err.Error(), tc.wantErr)
 		})
-	}
-}
-
-func TestIsDNSLabelMatchesTheRegexp(t *testing.T) {
-	re := regexp.MustCompile(`^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$`)
-	for _, s := range []string{"", "a", "-", "a-", "-a", "a-b", "echo", "Echo", "e.x", "e_x", "0", "09-az",
-		strings.Repeat("a", 63), strings.Repeat("a", 64), "a\x00", "é", "a b"} {
-		assert.Equal(t, re.MatchString(s), isDNSLabel(s), "%q", s)
 	}
 }

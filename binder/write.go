@@ -28,14 +28,15 @@ func raftTransport(cfg Config) *raft.NetworkTransport {
 }
 
 // Register validates r, fills in its default id and commits it. It returns
-// the id and the index that committed it.
+// the id and the index that committed it. With r.Scope, the leader's table
+// decides whether the id may be written (ErrForbidden otherwise).
 func (n *Node) Register(ctx context.Context, r Registration) (string, uint64, error) {
 	if err := r.Normalize(); err != nil {
 		return "", 0, err
 	}
 	// Registering an id again replaces it with the same content, so a
 	// registration whose outcome is unknown may be sent again.
-	idx, err := n.apply(ctx, fsm.RegisterCmd{ID: r.ID, Type: r.Type, Address: r.Address, Port: r.Port, Meta: r.Meta, TTLMillis: r.TTL.Milliseconds()}, true)
+	idx, err := n.apply(ctx, fsm.RegisterCmd{ID: r.ID, Type: r.Type, Address: r.Address, Port: r.Port, Meta: r.Meta, TTLMillis: r.TTL.Milliseconds(), Scope: r.Scope}, true)
 	if err != nil {
 		return "", 0, fmt.Errorf("register %s: %w", r.ID, err)
 	}
@@ -44,25 +45,32 @@ func (n *Node) Register(ctx context.Context, r Registration) (string, uint64, er
 
 // Deregister removes an instance at its owner's request. With a request id
 // the removal is applied once however often it is sent, so it is retried
-// when its outcome is unknown; without one it is not.
-func (n *Node) Deregister(ctx context.Context, id, requestID string) (uint64, error) {
+// when its outcome is unknown; without one it is not. With a scope (the
+// types a caller may touch, nil for any), the leader's table refuses an
+// instance of another type with ErrForbidden.
+func (n *Node) Deregister(ctx context.Context, id, requestID string, scope []string) (uint64, error) {
 	if err := ValidateID(id); err != nil {
 		return 0, err
 	}
 	if err := ValidateRequestID(requestID); err != nil {
 		return 0, err
 	}
+	if err := invalid(fsm.ValidateScope(scope)); err != nil {
+		return 0, err
+	}
 	// An id unknown to the leader's view is refused without a log entry:
-	// a flood of bogus deregistrations must not grow the log. A request id
-	// already applied is let through: the table answers the resend.
-	if _, ok := n.fsm.Get(id); !ok && requestID == "" {
-		if err := n.ConsistentRead(ctx); err == nil {
-			if _, ok := n.fsm.Get(id); !ok {
-				return 0, fmt.Errorf("deregister %s: %w", id, ErrUnknownID)
-			}
+	// a flood of bogus deregistrations must not grow the log. A resend
+	// whose request id the table already holds is let through (the table
+	// answers it with the first index); a fresh request id is no pass.
+	if _, ok := n.fsm.Get(id); !ok && (requestID == "" || !n.fsm.RequestApplied(requestID)) {
+		if err := n.ConsistentRead(ctx); err != nil {
+			return 0, fmt.Errorf("deregister %s: this node does not hold it and cannot check with the leader: %w", id, err)
+		}
+		if _, ok := n.fsm.Get(id); !ok && (requestID == "" || !n.fsm.RequestApplied(requestID)) {
+			return 0, fmt.Errorf("deregister %s: %w", id, ErrUnknownID)
 		}
 	}
-	idx, err := n.apply(ctx, fsm.DeregisterCmd{ID: id, RequestID: requestID}, requestID != "")
+	idx, err := n.apply(ctx, fsm.DeregisterCmd{ID: id, RequestID: requestID, Scope: scope}, requestID != "")
 	if err != nil {
 		return 0, fmt.Errorf("deregister %s: %w", id, err)
 	}
@@ -88,9 +96,20 @@ func (n *Node) ApplyLocalBatch(ctx context.Context, commands [][]byte) []Outcome
 
 // ApplyLocal applies an encoded command on this node, which must be the
 // leader; it is the receiving end of Peer.Apply. It never forwards, so a
-// forwarded write cannot bounce between nodes.
+// forwarded write cannot bounce between nodes. A command that does not
+// decode or breaks a rule of the table is refused with ErrInvalid before it
+// reaches the log; so is a batch, which only the leader's batcher makes.
 func (n *Node) ApplyLocal(ctx context.Context, data []byte) (uint64, error) {
-	if _, err := fsm.Decode(data); err != nil {
+	cmd, err := fsm.Decode(data)
+	if err == nil {
+		err = fsm.Validate(cmd)
+	}
+	if err == nil {
+		if _, batch := cmd.(fsm.BatchCmd); batch {
+			err = fmt.Errorf("%w: a batch cannot be forwarded; send its commands", fsm.ErrBadCommand)
+		}
+	}
+	if err != nil {
 		return 0, fmt.Errorf("%w: %v", ErrInvalid, err)
 	}
 	return n.applyLeader(data)
@@ -101,6 +120,9 @@ func (n *Node) ApplyLocal(ctx context.Context, data []byte) (uint64, error) {
 // reachable yet, it retries with jitter up to the hold timeout. It retries
 // a command whose outcome is unknown only when the command is idempotent.
 func (n *Node) apply(ctx context.Context, cmd fsm.Command, idempotent bool) (uint64, error) {
+	if err := fsm.Validate(cmd); err != nil {
+		return 0, fmt.Errorf("%w: %v", ErrInvalid, err)
+	}
 	data, err := fsm.Encode(cmd)
 	if err != nil {
 		return 0, err
@@ -113,7 +135,7 @@ func (n *Node) apply(ctx context.Context, cmd fsm.Command, idempotent bool) (uin
 		if n.ctx.Err() != nil {
 			return 0, ErrShutdown
 		}
-		leaderChange := n.leaderSeen.watch("")
+		leaderChange, release := n.leaderSeen.watch("")
 		var idx uint64
 		if n.raft.State() == raft.Leader {
 			idx, err = n.applyLeader(data)
@@ -125,11 +147,14 @@ func (n *Node) apply(ctx context.Context, cmd fsm.Command, idempotent bool) (uin
 		}
 		retry := errors.Is(err, ErrNotLeader) || errors.Is(err, ErrNoLeader) || (idempotent && errors.Is(err, ErrOutcomeUnknown))
 		if err == nil || !retry {
+			release()
 			return idx, err
 		}
 		last = err
 		unknown = unknown || errors.Is(err, ErrOutcomeUnknown)
-		if !n.waitLeaderChange(ctx, leaderChange, backoff(attempt)) {
+		woke := n.waitLeaderChange(ctx, leaderChange, backoff(attempt))
+		release()
+		if !woke {
 			if unknown {
 				return 0, fmt.Errorf("%w: gave up after %s: %v", ErrOutcomeUnknown, n.cfg.WriteHold, last)
 			}

@@ -245,6 +245,31 @@ func (c *Client) do(ctx context.Context, cl call) (*reply, error) {
 	return nil, fmt.Errorf("client: %s: %w (tried %d): %w", &cl, ErrNoBinder, len(binders), lastErr)
 }
 
+// read runs a read (a lookup, a list, a watch's query). When no binder
+// could serve it as a default read (none has heard from a leader within
+// its max staleness, or every one is catching up after a restart) and the
+// stale fallback is on, it asks again with ?stale=true: a binder's memory
+// beats no answer. The fallback keeps min_index, so it still never returns
+// a table older than this client's own acknowledged writes. It returns the
+// call that was answered.
+func (c *Client) read(ctx context.Context, cl call) (*reply, call, error) {
+	rep, err := c.do(ctx, cl)
+	if err == nil || !c.staleFallback || ctx.Err() != nil || !errors.Is(err, ErrNoBinder) {
+		return rep, cl, err
+	}
+	stale := cl
+	stale.query = url.Values{}
+	for k, v := range cl.query {
+		stale.query[k] = v
+	}
+	stale.query.Set("stale", "true")
+	srep, serr := c.do(ctx, stale)
+	if serr == nil || (srep != nil && srep.status == http.StatusNotFound) {
+		return srep, stale, serr
+	}
+	return rep, cl, err
+}
+
 // attempt sends cl to one binder and reads the whole answer. An error means
 // no complete answer arrived.
 func (c *Client) attempt(ctx context.Context, binder string, cl *call, body []byte, waitUntil time.Time) (*reply, error) {

@@ -46,11 +46,13 @@ type Config struct {
 	// HTTPClient is given.
 	TLS *tls.Config
 
-	// NoStaleFallback turns off the lookups' last resort: when no binder
-	// can serve a default read (no leader in reach, or every reachable
-	// binder is catching up after a restart), Lookup and Resolve ask again
-	// with ?stale=true rather than fail, so lookups keep working while a
-	// single binder is up.
+	// NoStaleFallback turns off the reads' last resort: when no binder
+	// can serve a default read (none has heard from a leader within its
+	// max staleness, or every reachable binder is catching up after a
+	// restart), Lookup, Resolve, Services, ServicesOf and Watch ask again
+	// with ?stale=true rather than fail, so reads keep working while a
+	// single binder is up. The fallback keeps min_index: it never returns
+	// a table that misses this client's own acknowledged writes.
 	NoStaleFallback bool
 }
 

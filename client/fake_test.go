@@ -70,6 +70,12 @@ func (t *table) remove(id string) (uint64, bool) {
 	return t.touchLocked(old.Type), true
 }
 
+func (t *table) currentIndex() uint64 {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.index
+}
+
 func (t *table) has(id string) bool {
 	t.mu.Lock()
 	defer t.mu.Unlock()
@@ -141,6 +147,64 @@ type fakeBinder struct {
 	srv    *httptest.Server
 	hits   atomic.Int64
 	inject atomic.Pointer[func(http.ResponseWriter, *http.Request) bool]
+	// cutOff makes default reads answer 503 stale, as a binder that has
+	// not heard from a leader for its max staleness; ?stale=true reads
+	// still answer.
+	cutOff atomic.Bool
+	// frozen, when set, is the table as this binder last applied it: it
+	// lags, answers reads from it, and refuses a min_index beyond it.
+	frozen atomic.Pointer[frozenTable]
+}
+
+type frozenTable struct {
+	index     uint64
+	byID      map[string]wire.Instance
+	typeIndex map[string]uint64
+}
+
+// freeze makes the binder stop applying: it keeps the table as it is now.
+func (b *fakeBinder) freeze() {
+	t := b.tab
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	f := &frozenTable{index: t.index, byID: map[string]wire.Instance{}, typeIndex: map[string]uint64{}}
+	for k, v := range t.byID {
+		f.byID[k] = v
+	}
+	for k, v := range t.typeIndex {
+		f.typeIndex[k] = v
+	}
+	b.frozen.Store(f)
+}
+
+// gate applies what the real server checks before any handler: a body must
+// be JSON (415), and a read's mode: ?stale=true, or the default refused
+// when cut off; then ?min_index against what this binder applied.
+func (b *fakeBinder) gate(w http.ResponseWriter, r *http.Request) bool {
+	if r.ContentLength != 0 && r.Header.Get("Content-Type") != "application/json" {
+		writeJSON(w, http.StatusUnsupportedMediaType, wire.Error{Error: "a request body must be JSON"})
+		return false
+	}
+	if r.Method != http.MethodGet {
+		return true
+	}
+	q := r.URL.Query()
+	if b.cutOff.Load() && q.Get("stale") != "true" {
+		writeJSON(w, http.StatusServiceUnavailable, wire.Error{Error: "no recent contact with a leader", Code: wire.CodeStale})
+		return false
+	}
+	if raw := q.Get(wire.QueryMinIndex); raw != "" {
+		min, _ := strconv.ParseUint(raw, 10, 64)
+		applied := b.tab.currentIndex()
+		if f := b.frozen.Load(); f != nil {
+			applied = f.index
+		}
+		if applied < min {
+			writeJSON(w, http.StatusServiceUnavailable, wire.Error{Error: "behind", Code: wire.CodeBehind})
+			return false
+		}
+	}
+	return true
 }
 
 func newFakeBinder(t testing.TB, name string, tab *table) *fakeBinder {
@@ -173,6 +237,9 @@ func newFakeBinder(t testing.TB, name string, tab *table) *fakeBinder {
 	b.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		b.hits.Add(1)
 		if f := b.inject.Load(); f != nil && (*f)(w, r) {
+			return
+		}
+		if !b.gate(w, r) {
 			return
 		}
 		mux.ServeHTTP(w, r)
@@ -220,6 +287,15 @@ func (b *fakeBinder) deregister(w http.ResponseWriter, r *http.Request) {
 
 func (b *fakeBinder) lookup(w http.ResponseWriter, r *http.Request) {
 	typ := r.PathValue("type")
+	if f := b.frozen.Load(); f != nil {
+		insts := f.ofType(typ)
+		if len(insts) == 0 {
+			writeJSON(w, 404, wire.Error{Error: "unknown service type " + strconv.Quote(typ)})
+			return
+		}
+		writeJSON(w, 200, insts[0])
+		return
+	}
 	t := b.tab
 	t.await(r.Context(), r.URL.Path, parseWait(r), func() bool { return len(t.ofTypeLocked(typ)) > 0 })
 	insts := t.ofTypeLocked(typ)
@@ -234,8 +310,31 @@ func (b *fakeBinder) lookup(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, 200, inst)
 }
 
+func (f *frozenTable) ofType(typ string) []wire.Instance {
+	t := &table{byID: f.byID}
+	return t.ofTypeLocked(typ)
+}
+
 func (b *fakeBinder) services(w http.ResponseWriter, r *http.Request) {
 	typ := r.PathValue("type")
+	if f := b.frozen.Load(); f != nil {
+		// A frozen binder has nothing new to wait for: it answers at once.
+		idx := f.index
+		if typ != "" {
+			idx = f.typeIndex[typ]
+		}
+		w.Header().Set(wire.HeaderIndex, strconv.FormatUint(idx, 10))
+		insts := f.ofType(typ)
+		if typ != "" && len(insts) == 0 {
+			writeJSON(w, 404, wire.Error{Error: "unknown service type " + strconv.Quote(typ)})
+			return
+		}
+		if insts == nil {
+			insts = []wire.Instance{}
+		}
+		writeJSON(w, 200, wire.ServicesResponse{Services: insts})
+		return
+	}
 	t := b.tab
 	indexOf := func() uint64 {
 		if typ == "" {

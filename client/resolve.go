@@ -33,16 +33,7 @@ func (c *Client) lookup(ctx context.Context, typ string, wait time.Duration) (In
 		notFound:   ErrUnknownService,
 		wait:       wait,
 	}
-	rep, err := c.do(ctx, cl)
-	if err != nil && c.staleFallback && ctx.Err() == nil && !errors.Is(err, ErrUnknownService) {
-		// No binder could serve a default read (no leader in reach, or
-		// every reachable binder is catching up): a possibly stale answer
-		// from a binder's memory beats no answer for a lookup.
-		stale := call{method: cl.method, path: cl.path, query: url.Values{"stale": {"true"}}, idempotent: true, notFound: cl.notFound, wait: cl.wait}
-		if srep, serr := c.do(ctx, stale); serr == nil {
-			rep, err, cl = srep, nil, stale
-		}
-	}
+	rep, cl, err := c.read(ctx, cl)
 	if err != nil {
 		return Instance{}, err
 	}

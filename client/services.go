@@ -36,7 +36,7 @@ func (c *Client) ServicesOf(ctx context.Context, typ string) ([]Instance, uint64
 
 func (c *Client) list(ctx context.Context, path string, notFound error) ([]Instance, uint64, error) {
 	cl := call{method: http.MethodGet, path: path, query: c.readQuery(), idempotent: true, notFound: notFound}
-	rep, err := c.do(ctx, cl)
+	rep, cl, err := c.read(ctx, cl)
 	if err != nil {
 		if rep != nil && rep.status == http.StatusNotFound {
 			idx, _ := parseIndex(rep) // the index is a courtesy here; the 404 is the answer
@@ -101,13 +101,17 @@ func (c *Client) watch(ctx context.Context, typ string, ch chan<- []Instance) {
 		cl := call{
 			method:     http.MethodGet,
 			path:       "/v1/services/" + url.PathEscape(typ),
+			query:      c.readQuery(),
 			idempotent: true,
 			notFound:   ErrUnknownService,
+		}
+		if cl.query == nil {
+			cl.query = url.Values{}
 		}
 		// The first query answers at once, so the receiver gets the
 		// current list even when it never changes.
 		if sent {
-			cl.query = url.Values{"index": {strconv.FormatUint(last, 10)}}
+			cl.query.Set("index", strconv.FormatUint(last, 10))
 			cl.wait = watchWait
 		}
 		start := time.Now()
@@ -142,7 +146,8 @@ func (c *Client) watch(ctx context.Context, typ string, ch chan<- []Instance) {
 
 // watchOnce runs one query of a Watch. A 404 is the empty list.
 func (c *Client) watchOnce(ctx context.Context, cl *call) ([]Instance, uint64, error) {
-	rep, err := c.do(ctx, *cl)
+	rep, used, err := c.read(ctx, *cl)
+	cl = &used
 	if err != nil {
 		if rep == nil || rep.status != http.StatusNotFound {
 			return nil, 0, err

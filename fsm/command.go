@@ -16,6 +16,7 @@ const (
 	TagNodeForget = "node-forget/v1"
 	TagLeaseState = "lease-state/v1"
 	TagBatch      = "batch/v1"
+	TagClusterID  = "cluster-id/v1"
 )
 
 // Reasons recorded when an instance leaves the table.
@@ -32,9 +33,13 @@ var (
 	// ErrSuperseded is returned by a removal whose verified registration has
 	// since been replaced by a newer registration of the same id.
 	ErrSuperseded = errors.New("registration superseded")
-	// ErrBadCommand is returned for a log entry that cannot be decoded or
-	// names an unknown command type.
+	// ErrBadCommand is returned for a log entry that cannot be decoded,
+	// names an unknown command type, or breaks a rule of Validate.
 	ErrBadCommand = errors.New("bad command")
+	// ErrOutOfScope is returned for a write limited to some service types
+	// (a register token bound to types) that would change an instance of
+	// another type.
+	ErrOutOfScope = errors.New("out of the caller's scope")
 )
 
 // Command is one change to the table. Implementations are the *Cmd types in
@@ -53,6 +58,13 @@ type RegisterCmd struct {
 	// TTLMillis, when positive, makes the registration a lease the owner
 	// renews by heartbeats (kept in the leader's memory, not in the log).
 	TTLMillis int64 `json:"ttl_ms,omitempty"`
+	// Scope, when not nil, limits the registration to instances of these
+	// types: it may not create one of another type, nor replace an id that
+	// the table holds under another type. It is decided here, against the
+	// replicated table, whichever binder took the request. Not omitted
+	// when empty: an empty scope (nothing allowed) must not come back as
+	// nil (anything allowed).
+	Scope []string `json:"scope"`
 }
 
 // DeregisterCmd removes an instance at its owner's request.
@@ -63,6 +75,8 @@ type DeregisterCmd struct {
 	// one's index, so a client may resend a deregistration whose outcome it
 	// could not know.
 	RequestID string `json:"request_id,omitempty"`
+	// Scope: as in RegisterCmd; the id's type must be one of them.
+	Scope []string `json:"scope"`
 }
 
 // RemoveCmd removes an instance that a binder verified as unreachable.
@@ -106,6 +120,13 @@ type NodeForgetCmd struct {
 	NodeID string `json:"node_id"`
 }
 
+// ClusterIDCmd names the cluster: a random id the first leader draws,
+// which binders send each other to prove they belong to it. The first one
+// applied stays; later ones change nothing.
+type ClusterIDCmd struct {
+	ClusterID string `json:"cluster_id"`
+}
+
 func (RegisterCmd) Tag() string   { return TagRegister }
 func (DeregisterCmd) Tag() string { return TagDeregister }
 func (RemoveCmd) Tag() string     { return TagRemove }
@@ -113,6 +134,7 @@ func (NodeMetaCmd) Tag() string   { return TagNodeMeta }
 func (NodeForgetCmd) Tag() string { return TagNodeForget }
 func (LeaseStateCmd) Tag() string { return TagLeaseState }
 func (BatchCmd) Tag() string      { return TagBatch }
+func (ClusterIDCmd) Tag() string  { return TagClusterID }
 
 type envelope struct {
 	Type string          `json:"type"`
@@ -149,6 +171,8 @@ func Decode(data []byte) (Command, error) {
 		return decodeBody[LeaseStateCmd](env)
 	case TagBatch:
 		return decodeBody[BatchCmd](env)
+	case TagClusterID:
+		return decodeBody[ClusterIDCmd](env)
 	default:
 		return nil, fmt.Errorf("%w: unknown type %q", ErrBadCommand, env.Type)
 	}

@@ -104,7 +104,7 @@ func TestInstancesSortedAndIndexes(t *testing.T) {
 
 func TestObserverSeesChanges(t *testing.T) {
 	var got []Change
-	f := New(func(c Change) { got = append(got, c) })
+	f := New(func(_ uint64, cs []Change) { got = append(got, cs...) })
 	apply(t, f, 1, reg("a", "echo", 1))
 	apply(t, f, 2, reg("a", "echo", 2))
 	apply(t, f, 3, RemoveCmd{ID: "a", RegIndex: 2, Reason: ReasonReportedDown})
@@ -170,7 +170,7 @@ func TestSnapshotRestoreRoundTrip(t *testing.T) {
 	data := snapshotOf(t, f)
 
 	var changes []Change
-	g := New(func(c Change) { changes = append(changes, c) })
+	g := New(func(_ uint64, cs []Change) { changes = append(changes, cs...) })
 	apply(t, g, 1, reg("stale", "echo", 9))
 	changes = nil
 	require.NoError(t, g.Restore(io.NopCloser(bytes.NewReader(data))))

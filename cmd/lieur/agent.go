@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -59,6 +60,11 @@ func (c *AgentConfig) Validate() error {
 		if err != nil {
 			return err
 		}
+		// binder.New would refuse this too, but only after the ports are
+		// bound; here the mistake is reported in the flag's own terms.
+		if !slices.ContainsFunc(peers, func(p binder.PeerAddr) bool { return p.ID == c.ID }) {
+			return fmt.Errorf("--peers: this node (--id %s) is not among them", c.ID)
+		}
 		c.Node.Peers = peers
 	}
 	if c.LogLevel == "" {
@@ -74,8 +80,12 @@ func (c *AgentConfig) Validate() error {
 	return nil
 }
 
+// parsePeers reads "id=host:port,..." and refuses an id or a Raft address
+// listed twice: Raft cannot bootstrap either.
 func parsePeers(s string) ([]binder.PeerAddr, error) {
 	var out []binder.PeerAddr
+	ids := map[string]bool{}
+	addrs := map[string]string{} // raft address -> id
 	for _, part := range strings.Split(s, ",") {
 		id, addr, ok := strings.Cut(strings.TrimSpace(part), "=")
 		if !ok || id == "" || addr == "" {
@@ -84,6 +94,14 @@ func parsePeers(s string) ([]binder.PeerAddr, error) {
 		if _, _, err := net.SplitHostPort(addr); err != nil {
 			return nil, fmt.Errorf("--peers: %q: %v", part, err)
 		}
+		if ids[id] {
+			return nil, fmt.Errorf("--peers: id %q listed twice", id)
+		}
+		ids[id] = true
+		if other, ok := addrs[addr]; ok {
+			return nil, fmt.Errorf("--peers: %q and %q share raft address %s", other, id, addr)
+		}
+		addrs[addr] = id
 		out = append(out, binder.PeerAddr{ID: id, RaftAddr: addr})
 	}
 	return out, nil
@@ -253,6 +271,7 @@ from it and never bootstraps again.`,
 	f.StringVar(&cfg.DataDir, "data-dir", "", "directory for the Raft log and snapshots (required)")
 	f.StringVar(&cfg.Peers, "peers", "", "initial voters as id=host:port,... including this node")
 	f.StringVar(&cfg.Join, "join", "", "URL of a node of an existing cluster to join (instead of --peers)")
+	f.DurationVar(&cfg.Node.JoinTimeout, "join-timeout", 30*time.Second, "with --join, how long to keep asking before giving up with an error")
 	f.StringVar(&cfg.LogLevel, "log-level", "info", "trace, debug, info, warn or error")
 	f.BoolVar(&cfg.Pprof, "pprof", false, "serve runtime profiles at /debug/pprof/ on the HTTP address")
 	f.StringVar(&cfg.TokenFile, "token-file", "", "require tokens: a file of TOKEN ROLE lines (admin, register[:TYPE,...], read, cluster)")

@@ -42,6 +42,26 @@ func TestAgentConfigValidate(t *testing.T) {
 	}
 }
 
+// TestAgentConfigRefusesBadPeers: --peers that Raft could not bootstrap
+// are refused by Validate, before any port is bound, in the flag's terms.
+func TestAgentConfigRefusesBadPeers(t *testing.T) {
+	tests := []struct {
+		name    string
+		peers   string
+		wantErr string
+	}{
+		{"duplicate id", "n1=127.0.0.1:7001,n2=127.0.0.1:7002,n1=127.0.0.1:7003", `--peers: id "n1" listed twice`},
+		{"duplicate raft address", "n1=127.0.0.1:7001,n2=127.0.0.1:7002,n3=127.0.0.1:7002", `--peers: "n2" and "n3" share raft address 127.0.0.1:7002`},
+		{"self missing", "n2=127.0.0.1:7002,n3=127.0.0.1:7003", "--peers: this node (--id n1) is not among them"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			c := AgentConfig{ID: "n1", RaftAddr: "127.0.0.1:7001", HTTPAddr: "127.0.0.1:8001", DataDir: "/tmp/x", Peers: tc.peers}
+			require.EqualError(t, c.Validate(), tc.wantErr)
+		})
+	}
+}
+
 func TestParsePeers(t *testing.T) {
 	peers, err := parsePeers("n1=127.0.0.1:7001, n2=127.0.0.1:7002")
 	require.NoError(t, err)

@@ -145,6 +145,11 @@ func (a *Auth) allow(w http.ResponseWriter, r *http.Request, need Role, typ stri
 	return true
 }
 
+// sameSecret compares in constant time; an empty secret matches nothing.
+func sameSecret(got, want string) bool {
+	return want != "" && subtle.ConstantTimeCompare([]byte(got), []byte(want)) == 1
+}
+
 func roleName(r Role) string {
 	for k, v := range roleNames {
 		if v == r {

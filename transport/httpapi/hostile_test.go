@@ -14,12 +14,13 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/lieur/lieur/transport/httpapi"
+	"github.com/lieur/lieur/transport/wire"
 )
 
 // The bad-input catalogue: every hostile request gets a 4xx with a clear
 // JSON error, and neither the service table nor the Raft log changes.
 func TestHostileRequests(t *testing.T) {
-	srv := newAPI(t)
+	srv, node := newAPIWith(t, nil)
 	require.Equal(t, 200, call(t, "POST", srv.URL+"/v1/services", `{"type":"echo","address":"127.0.0.1","port":1,"ttl":"1m"}`).status)
 	big := strings.Repeat("a", 64<<10)
 	tests := []struct {
@@ -82,7 +83,21 @@ func TestHostileRequests(t *testing.T) {
 		{"join missing fields", "POST", "/v1/cluster/join", `{"id":"n9"}`, 400, "required"},
 		{"join bad id", "POST", "/v1/cluster/join", `{"id":"../n","raft_addr":"127.0.0.1:1","http_addr":"127.0.0.1:2"}`, 400, "id"},
 		{"internal apply garbage", "POST", "/v1/internal/apply", `{"command":{"type":"nope/v9","body":{}}}`, 400, "command"},
+		{"internal apply register without id", "POST", "/v1/internal/apply", `{"command":{"type":"register/v1","body":{"id":"","type":"echo","address":"127.0.0.1","port":1}}}`, 400, "id"},
+		{"internal apply register without type", "POST", "/v1/internal/apply", `{"command":{"type":"register/v1","body":{"id":"x","type":"","address":"127.0.0.1","port":1}}}`, 400, "type"},
+		{"internal apply register port 0", "POST", "/v1/internal/apply", `{"command":{"type":"register/v1","body":{"id":"x","type":"echo","address":"127.0.0.1","port":0}}}`, 400, "port"},
+		{"internal apply node meta without address", "POST", "/v1/internal/apply", `{"command":{"type":"node-meta/v1","body":{"node_id":"n9","http_addr":""}}}`, 400, "http_addr"},
+		{"internal apply a batch", "POST", "/v1/internal/apply", `{"command":{"type":"batch/v1","body":{"commands":[{"type":"register/v1","body":{"id":"x","type":"echo","address":"127.0.0.1","port":1}}]}}}`, 400, "batch"},
+		{"internal apply from a stranger", "POST", "/v1/internal/apply", `{"command":{"type":"register/v1","body":{"id":"x","type":"echo","address":"127.0.0.1","port":1}}}`, 403, "only binders of this cluster"},
+		{"internal read index from a stranger", "GET", "/v1/internal/read-index", ``, 403, "only binders of this cluster"},
+		{"text/plain body", "POST", "/v1/services", `{"type":"echo","address":"h","port":1}`, 415, "Content-Type: application/json"},
+		{"form body", "POST", "/v1/reports", `id=echo-127.0.0.1-1`, 415, "Content-Type: application/json"},
+		{"no content type", "POST", "/v1/reports", `{"id":"echo-127.0.0.1-1"}`, 415, "got none"},
+		{"text/plain delete body", "DELETE", "/v1/services/echo-127.0.0.1-1", `x`, 415, "JSON"},
 	}
+	// Content types other than JSON, by case name; the others send JSON.
+	contentTypes := map[string]string{"text/plain body": "text/plain", "form body": "application/x-www-form-urlencoded",
+		"no content type": "", "text/plain delete body": "text/plain;charset=UTF-8"}
 	require.GreaterOrEqual(t, len(tests), 40)
 	before := call(t, "GET", srv.URL+"/v1/status", "").body
 	for _, tc := range tests {
@@ -91,6 +106,16 @@ func TestHostileRequests(t *testing.T) {
 			require.NoError(t, err)
 			if tc.name == "bad request id" {
 				req.Header.Set("X-Lieur-Request-Id", "bad id!")
+			}
+			ctype, odd := contentTypes[tc.name]
+			if !odd {
+				ctype = "application/json"
+			}
+			if tc.body != "" && ctype != "" {
+				req.Header.Set("Content-Type", ctype)
+			}
+			if strings.HasPrefix(tc.path, "/v1/internal/") && !strings.Contains(tc.name, "stranger") {
+				req.Header.Set(wire.HeaderCluster, node.ClusterID())
 			}
 			client := &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
 			resp, err := client.Do(req)

@@ -12,6 +12,7 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/lieur/lieur/binder"
@@ -25,7 +26,15 @@ type PeerClient struct {
 	http   *http.Client
 	token  string // the cluster's credential, when tokens are configured
 	scheme string
+	// clusterID, once the node hands it over, gives the id sent in
+	// wire.HeaderCluster (see binder.ClusterMember).
+	clusterID atomic.Pointer[func() string]
 }
+
+var _ binder.ClusterMember = (*PeerClient)(nil)
+
+// SetClusterID makes every call carry the cluster id that id returns.
+func (p *PeerClient) SetClusterID(id func() string) { p.clusterID.Store(&id) }
 
 // UseTLS makes the client call other nodes over HTTPS with cfg.
 func (p *PeerClient) UseTLS(cfg *tls.Config) {
@@ -98,9 +107,13 @@ func (p *PeerClient) RemoveMember(ctx context.Context, httpAddr, id string) erro
 	return p.do(ctx, http.MethodDelete, p.base(httpAddr)+"/v1/cluster/members/"+id, nil, nil)
 }
 
-// Heartbeat asks the leader at httpAddr to renew a lease.
-func (p *PeerClient) Heartbeat(ctx context.Context, httpAddr, id string) error {
-	return p.do(ctx, http.MethodPut, p.base(httpAddr)+"/v1/services/"+url.PathEscape(id)+"/heartbeat", nil, nil)
+// Heartbeat asks the leader at httpAddr to renew a lease, within scope.
+func (p *PeerClient) Heartbeat(ctx context.Context, httpAddr, id string, scope []string) error {
+	var h http.Header
+	if scope != nil {
+		h = http.Header{wire.HeaderScope: {strings.Join(scope, ",")}}
+	}
+	return p.doWith(ctx, http.MethodPut, p.base(httpAddr)+"/v1/services/"+url.PathEscape(id)+"/heartbeat", h, nil, nil)
 }
 
 // ReadIndex asks the leader at httpAddr for a read index.
@@ -126,6 +139,10 @@ func (p *PeerClient) Status(ctx context.Context, httpAddr string) (binder.Status
 // ErrNoLeader, which callers may retry; one that failed after it may have
 // reached the leader is ErrOutcomeUnknown.
 func (p *PeerClient) do(ctx context.Context, method, url string, body, out any) error {
+	return p.doWith(ctx, method, url, nil, body, out)
+}
+
+func (p *PeerClient) doWith(ctx context.Context, method, url string, header http.Header, body, out any) error {
 	var rd io.Reader
 	if body != nil {
 		b, err := json.Marshal(body)
@@ -138,9 +155,19 @@ func (p *PeerClient) do(ctx context.Context, method, url string, body, out any) 
 	if err != nil {
 		return fmt.Errorf("%w: %v", binder.ErrInvalid, err)
 	}
-	req.Header.Set("Content-Type", "application/json")
+	for k, v := range header {
+		req.Header[k] = v
+	}
+	if body != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
 	if p.token != "" {
 		req.Header.Set("Authorization", "Bearer "+p.token)
+	}
+	if id := p.clusterID.Load(); id != nil {
+		if v := (*id)(); v != "" {
+			req.Header.Set(wire.HeaderCluster, v)
+		}
 	}
 	resp, err := p.http.Do(req)
 	if err != nil {
@@ -182,6 +209,12 @@ func remoteError(url string, status int, e wire.Error) error {
 		return fmt.Errorf("%w: %v", binder.ErrNoLeader, remote)
 	case e.Code == wire.CodeSuperseded:
 		return fmt.Errorf("%w: %v", binder.ErrSuperseded, remote)
+	case e.Code == wire.CodeNotCluster:
+		// Not applied; this node may not have learned the cluster's id
+		// yet, which replication brings: worth a retry.
+		return fmt.Errorf("%w: %v", binder.ErrNoLeader, remote)
+	case status == http.StatusForbidden:
+		return fmt.Errorf("%w: %v", binder.ErrForbidden, remote)
 	case status == http.StatusNotFound:
 		// The caller names the id; the leader's message would only repeat it.
 		return binder.ErrUnknownID

@@ -64,7 +64,9 @@ func newAPIWith(t testing.TB, options func(*binder.Node) []httpapi.Option) (*htt
 		srv.Close()
 		peer.Close()
 	})
-	await(t, "the single node to lead and catch up", func() bool { return node.IsLeader() && node.CaughtUp() })
+	await(t, "the single node to lead, catch up and name the cluster", func() bool {
+		return node.IsLeader() && node.CaughtUp() && node.ClusterID() != ""
+	})
 	return srv, node
 }
 
@@ -89,6 +91,9 @@ func call(t *testing.T, method, url, body string) answer {
 	t.Helper()
 	req, err := http.NewRequest(method, url, strings.NewReader(body))
 	require.NoError(t, err)
+	if body != "" {
+		req.Header.Set("Content-Type", "application/json")
+	}
 	resp, err := http.DefaultClient.Do(req)
 	require.NoError(t, err)
 	defer resp.Body.Close()

@@ -23,6 +23,15 @@ const (
 	// cluster applies a deregistration with a given key once, however often
 	// it is sent, so a client may resend one whose outcome it did not learn.
 	HeaderRequestID = "X-Lieur-Request-Id"
+	// HeaderCluster carries the cluster's id on the calls binders make to
+	// each other's internal endpoints when no token file gives them a
+	// credential: a stranger who can reach the port does not know it.
+	HeaderCluster = "X-Lieur-Cluster"
+	// HeaderScope carries, on a heartbeat a binder forwards to the leader
+	// with the cluster's credential, the service types its caller's token
+	// is bound to (comma-separated), so the leader decides as if it had
+	// received the call itself.
+	HeaderScope = "X-Lieur-Scope"
 )
 
 // Error codes carried beside the message in an error body, for callers that
@@ -47,6 +56,13 @@ const (
 	// CodeStale: the node has not heard from a leader recently (it may be
 	// cut off); ?stale=true reads it anyway.
 	CodeStale = "stale"
+	// CodeNotCluster: an internal endpoint was called without the
+	// cluster's credential or id (403). A binder that has not yet learned
+	// the id retries.
+	CodeNotCluster = "not_cluster"
+	// CodeForbidden: the token may not act on the instance's type (403);
+	// the table is unchanged.
+	CodeForbidden = "forbidden"
 )
 
 // Error is the body of every non-2xx response.

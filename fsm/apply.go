@@ -1,0 +1,257 @@
+package fsm
+
+import (
+	"fmt"
+
+	"github.com/hashicorp/raft"
+)
+
+// Apply applies one committed log entry. It returns a *Result, or a
+// *BatchResult for a batch. A command that does not decode or breaks a
+// rule of Validate is refused with an error wrapping ErrBadCommand and
+// changes nothing; so is each such command of a batch.
+func (f *FSM) Apply(l *raft.Log) interface{} {
+	cmd, err := Decode(l.Data)
+	if err == nil {
+		err = Validate(cmd)
+	}
+	if err != nil {
+		f.applied.Store(l.Index)
+		return &Result{Index: l.Index, Err: err}
+	}
+	if b, ok := cmd.(BatchCmd); ok {
+		return f.applyBatch(l.Index, b)
+	}
+	return f.ApplyCommand(l.Index, cmd)
+}
+
+// applyBatch applies every command of a batch under one lock, so readers
+// see all of the entry or none of it, then tells the observer once.
+func (f *FSM) applyBatch(index uint64, b BatchCmd) *BatchResult {
+	out := &BatchResult{Results: make([]*Result, len(b.Commands))}
+	cmds := make([]Command, len(b.Commands))
+	for i, raw := range b.Commands {
+		cmd, err := Decode(raw)
+		if err == nil {
+			if _, nested := cmd.(BatchCmd); nested {
+				err = fmt.Errorf("%w: nested batch", ErrBadCommand)
+			} else {
+				err = Validate(cmd)
+			}
+		}
+		if err != nil {
+			out.Results[i] = &Result{Index: index, Err: err}
+			continue
+		}
+		cmds[i] = cmd
+	}
+	var changes []Change
+	f.mu.Lock()
+	for i, cmd := range cmds {
+		if cmd == nil {
+			continue
+		}
+		out.Results[i], changes = f.applyLocked(index, cmd, changes)
+	}
+	f.mu.Unlock()
+	f.publish(index, changes)
+	return out
+}
+
+// ApplyCommand applies a decoded command at the given index, refusing one
+// that Validate refuses. Apply uses it; it is exported for tests and
+// benchmarks that skip the log.
+func (f *FSM) ApplyCommand(index uint64, cmd Command) *Result {
+	if err := Validate(cmd); err != nil {
+		f.applied.Store(index)
+		return &Result{Index: index, Err: err}
+	}
+	if _, nested := cmd.(BatchCmd); nested {
+		f.applied.Store(index)
+		return &Result{Index: index, Err: fmt.Errorf("%w: a batch is applied through Apply", ErrBadCommand)}
+	}
+	f.mu.Lock()
+	res, changes := f.applyLocked(index, cmd, nil)
+	f.mu.Unlock()
+	f.publish(index, changes)
+	return res
+}
+
+// publish makes index visible as applied, then tells the observer what
+// the entry changed: by the time a waiter wakes, the table and Applied
+// both reflect the whole entry.
+func (f *FSM) publish(index uint64, changes []Change) {
+	f.applied.Store(index)
+	if len(changes) > 0 {
+		f.observe(index, changes)
+	}
+}
+
+// applyLocked applies a validated command and appends its changes. f.mu
+// must be held.
+func (f *FSM) applyLocked(index uint64, cmd Command, changes []Change) (*Result, []Change) {
+	res := &Result{Index: index}
+	if rid := requestID(cmd); rid != "" {
+		if first, dup := f.requests.seen(rid); dup {
+			return &Result{Index: first}, changes
+		}
+	}
+	switch c := cmd.(type) {
+	case RegisterCmd:
+		old := f.byID[c.ID]
+		if !inScope(c.Scope, c.Type) || (old != nil && !inScope(c.Scope, old.Type)) {
+			typ := c.Type
+			if inScope(c.Scope, typ) {
+				typ = old.Type
+			}
+			res.Err = fmt.Errorf("register %q: type %q: %w", c.ID, typ, ErrOutOfScope)
+			break
+		}
+		meta := c.Meta
+		if len(meta) == 0 {
+			// Snapshots omit an empty map: hold nil, so a restored table
+			// equals the one that was saved.
+			meta = nil
+		}
+		inst := &Instance{ID: c.ID, Type: c.Type, Address: c.Address, Port: c.Port, Meta: meta, Index: index, TTLMillis: c.TTLMillis, encoded: &encodedCache{}}
+		if old != nil {
+			f.unlinkLocked(old, index)
+		}
+		f.linkLocked(inst, index)
+		ch := Change{Kind: Added, Instance: *inst, Index: index}
+		if old != nil {
+			o := *old
+			ch.Replaced = &o
+		}
+		changes = append(changes, ch)
+	case DeregisterCmd:
+		old := f.byID[c.ID]
+		switch {
+		case old == nil:
+			res.Err = fmt.Errorf("deregister %q: %w", c.ID, ErrUnknownInstance)
+		case !inScope(c.Scope, old.Type):
+			res.Err = fmt.Errorf("deregister %q: type %q: %w", c.ID, old.Type, ErrOutOfScope)
+		default:
+			f.unlinkLocked(old, index)
+			changes = append(changes, Change{Kind: Removed, Instance: *old, Reason: ReasonDeregistered, Index: index})
+		}
+	case RemoveCmd:
+		old := f.byID[c.ID]
+		switch {
+		case old == nil:
+			res.Err = fmt.Errorf("remove %q: %w", c.ID, ErrUnknownInstance)
+		case old.Index != c.RegIndex:
+			res.Err = fmt.Errorf("remove %q verified at index %d, now at %d: %w", c.ID, c.RegIndex, old.Index, ErrSuperseded)
+		default:
+			f.unlinkLocked(old, index)
+			reason := c.Reason
+			if reason == "" {
+				reason = ReasonReportedDown
+			}
+			changes = append(changes, Change{Kind: Removed, Instance: *old, Reason: reason, Index: index})
+		}
+	case NodeMetaCmd:
+		f.nodes[c.NodeID] = c.HTTPAddr
+	case NodeForgetCmd:
+		delete(f.nodes, c.NodeID)
+	case ClusterIDCmd:
+		if f.clusterID == "" {
+			f.clusterID = c.ClusterID
+		}
+	case LeaseStateCmd:
+		old := f.byID[c.ID]
+		switch {
+		case old == nil:
+			res.Err = fmt.Errorf("lease state %q: %w", c.ID, ErrUnknownInstance)
+		case old.Index != c.RegIndex:
+			res.Err = fmt.Errorf("lease state %q for index %d, now at %d: %w", c.ID, c.RegIndex, old.Index, ErrSuperseded)
+		case c.Stale == (old.Health == HealthStaleLease):
+			// Already so: nothing changes.
+		default:
+			next := *old
+			next.encoded = &encodedCache{}
+			if c.Stale {
+				next.Health = HealthStaleLease
+			} else {
+				next.Health = ""
+				next.Flaps++
+			}
+			f.replaceLocked(old, &next, index)
+			changes = append(changes, Change{Kind: HealthChanged, Instance: next, Index: index})
+		}
+	default:
+		res.Err = fmt.Errorf("%w: unhandled %T", ErrBadCommand, cmd)
+	}
+	if rid := requestID(cmd); rid != "" && res.Err == nil {
+		f.requests.add(rid, index)
+	}
+	return res, changes
+}
+
+// inScope reports whether a write limited to scope (nil: any type) may
+// touch an instance of typ.
+func inScope(scope []string, typ string) bool {
+	if scope == nil {
+		return true
+	}
+	for _, t := range scope {
+		if t == typ {
+			return true
+		}
+	}
+	return false
+}
+
+func requestID(cmd Command) string {
+	switch c := cmd.(type) {
+	case DeregisterCmd:
+		return c.RequestID
+	case RemoveCmd:
+		return c.RequestID
+	}
+	return ""
+}
+
+// replaceLocked swaps an instance for a new version of itself (same id and
+// type).
+func (f *FSM) replaceLocked(old, next *Instance, index uint64) {
+	f.byID[next.ID] = next
+	ts := f.byType[next.Type]
+	ts.members[next.ID] = next
+	ts.view.Store(nil)
+	f.touchLocked(next.Type, index)
+}
+
+// linkLocked inserts inst.
+func (f *FSM) linkLocked(inst *Instance, index uint64) {
+	f.byID[inst.ID] = inst
+	ts := f.byType[inst.Type]
+	if ts == nil {
+		ts = &typeSet{members: map[string]*Instance{}}
+		f.byType[inst.Type] = ts
+	}
+	ts.members[inst.ID] = inst
+	ts.view.Store(nil)
+	f.touchLocked(inst.Type, index)
+}
+
+func (f *FSM) unlinkLocked(inst *Instance, index uint64) {
+	delete(f.byID, inst.ID)
+	if ts := f.byType[inst.Type]; ts != nil {
+		delete(ts.members, inst.ID)
+		ts.view.Store(nil)
+		if len(ts.members) == 0 {
+			delete(f.byType, inst.Type)
+			delete(f.typeIndex, inst.Type)
+			f.vanished = index
+			f.lastChange = index
+			return
+		}
+	}
+	f.touchLocked(inst.Type, index)
+}
+
+func (f *FSM) touchLocked(typ string, index uint64) {
+	f.typeIndex[typ] = index
+	f.lastChange = index
+}

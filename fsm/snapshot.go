@@ -1,0 +1,207 @@
+package fsm
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"sort"
+
+	"github.com/hashicorp/raft"
+)
+
+// SnapshotVersion is the format version written by Snapshot.
+const SnapshotVersion = 1
+
+// ErrSnapshotVersion is returned by Restore for a snapshot written in a
+// format this build does not know.
+var ErrSnapshotVersion = errors.New("unsupported snapshot version")
+
+type snapshotData struct {
+	Version    int               `json:"version"`
+	Applied    uint64            `json:"applied"`
+	LastChange uint64            `json:"last_change"`
+	TypeIndex  map[string]uint64 `json:"type_index"`
+	Nodes      map[string]string `json:"nodes"`
+	Services   []Instance        `json:"services"`
+	// Requests are the remembered request ids, oldest first.
+	Requests []rememberedRequest `json:"requests,omitempty"`
+	// Vanished: see FSM.vanished. ClusterID: see ClusterIDCmd. Older
+	// builds ignore both.
+	Vanished  uint64 `json:"vanished,omitempty"`
+	ClusterID string `json:"cluster_id,omitempty"`
+}
+
+type rememberedRequest struct {
+	ID    string `json:"id"`
+	Index uint64 `json:"index"`
+}
+
+// Snapshot captures the table. It is cheap: instances are immutable, so it
+// copies pointers; encoding happens in Persist, concurrently with Apply.
+func (f *FSM) Snapshot() (raft.FSMSnapshot, error) {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	s := &snapshot{
+		applied:    f.applied.Load(),
+		lastChange: f.lastChange,
+		vanished:   f.vanished,
+		clusterID:  f.clusterID,
+		typeIndex:  make(map[string]uint64, len(f.typeIndex)),
+		nodes:      make(map[string]string, len(f.nodes)),
+		services:   make([]*Instance, 0, len(f.byID)),
+	}
+	for k, v := range f.typeIndex {
+		s.typeIndex[k] = v
+	}
+	for k, v := range f.nodes {
+		s.nodes[k] = v
+	}
+	for _, inst := range f.byID {
+		s.services = append(s.services, inst)
+	}
+	for _, id := range f.requests.order {
+		s.requests = append(s.requests, rememberedRequest{ID: id, Index: f.requests.index[id]})
+	}
+	return s, nil
+}
+
+type snapshot struct {
+	applied    uint64
+	lastChange uint64
+	vanished   uint64
+	clusterID  string
+	typeIndex  map[string]uint64
+	nodes      map[string]string
+	services   []*Instance
+	requests   []rememberedRequest
+}
+
+func (s *snapshot) Persist(sink raft.SnapshotSink) error {
+	data := snapshotData{
+		Version:    SnapshotVersion,
+		Applied:    s.applied,
+		LastChange: s.lastChange,
+		TypeIndex:  s.typeIndex,
+		Nodes:      s.nodes,
+		Services:   make([]Instance, len(s.services)),
+		Requests:   s.requests,
+		Vanished:   s.vanished,
+		ClusterID:  s.clusterID,
+	}
+	for i, inst := range s.services {
+		data.Services[i] = *inst
+	}
+	sort.Slice(data.Services, func(i, j int) bool { return data.Services[i].ID < data.Services[j].ID })
+	if err := json.NewEncoder(sink).Encode(&data); err != nil {
+		_ = sink.Cancel()
+		return fmt.Errorf("persist snapshot: %w", err)
+	}
+	return sink.Close()
+}
+
+func (s *snapshot) Release() {}
+
+// Restore replaces the table with a snapshot. On any error the table is
+// left exactly as it was. Observers see the difference between the old and
+// the new table as Added/Removed changes, so a node that catches up through
+// a snapshot reports the services it learned.
+func (f *FSM) Restore(rc io.ReadCloser) error {
+	defer rc.Close()
+	var data snapshotData
+	dec := json.NewDecoder(rc)
+	if err := dec.Decode(&data); err != nil {
+		return fmt.Errorf("restore snapshot: %w", err)
+	}
+	if data.Version != SnapshotVersion {
+		return fmt.Errorf("restore snapshot: %w: %d", ErrSnapshotVersion, data.Version)
+	}
+	byID := make(map[string]*Instance, len(data.Services))
+	byType := map[string]*typeSet{}
+	for i := range data.Services {
+		inst := &data.Services[i]
+		inst.encoded = &encodedCache{}
+		if err := validateInstance(inst); err != nil {
+			return fmt.Errorf("restore snapshot: service %d: %w", i, err)
+		}
+		if len(inst.Meta) == 0 {
+			inst.Meta = nil
+		}
+		if _, dup := byID[inst.ID]; dup {
+			return fmt.Errorf("restore snapshot: duplicate id %q", inst.ID)
+		}
+		byID[inst.ID] = inst
+		ts := byType[inst.Type]
+		if ts == nil {
+			ts = &typeSet{members: map[string]*Instance{}}
+			byType[inst.Type] = ts
+		}
+		ts.members[inst.ID] = inst
+	}
+	// Snapshots of older builds keep the index of every type ever seen;
+	// fold those of empty types into vanished.
+	typeIndex := make(map[string]uint64, len(byType))
+	vanished := data.Vanished
+	for typ, idx := range data.TypeIndex {
+		if byType[typ] != nil {
+			typeIndex[typ] = idx
+		} else {
+			vanished = max(vanished, idx)
+		}
+	}
+	for typ := range byType {
+		if _, ok := typeIndex[typ]; !ok {
+			return fmt.Errorf("restore snapshot: type %q has no index", typ)
+		}
+	}
+	if data.Nodes == nil {
+		data.Nodes = map[string]string{}
+	}
+	for id, addr := range data.Nodes {
+		if err := validateNode(id, addr); err != nil {
+			return fmt.Errorf("restore snapshot: %w", err)
+		}
+	}
+	if data.ClusterID != "" {
+		if err := Validate(ClusterIDCmd{ClusterID: data.ClusterID}); err != nil {
+			return fmt.Errorf("restore snapshot: %w", err)
+		}
+	}
+	for _, r := range data.Requests {
+		if r.ID == "" || ValidateRequestID(r.ID) != nil {
+			return fmt.Errorf("restore snapshot: request id %q is not valid", truncate(r.ID))
+		}
+	}
+
+	var requests requestLog
+	for _, r := range data.Requests {
+		requests.add(r.ID, r.Index)
+	}
+
+	f.mu.Lock()
+	oldByID := f.byID
+	f.requests = requests
+	f.byID, f.byType, f.typeIndex, f.lastChange, f.nodes = byID, byType, typeIndex, data.LastChange, data.Nodes
+	f.vanished, f.clusterID = vanished, data.ClusterID
+	f.mu.Unlock()
+
+	var changes []Change
+	for id, old := range oldByID {
+		if n, ok := byID[id]; !ok || n.Index != old.Index {
+			changes = append(changes, Change{Kind: Removed, Instance: *old, Reason: "snapshot-restore", Index: data.LastChange})
+		}
+	}
+	for id, n := range byID {
+		if old, ok := oldByID[id]; !ok || old.Index != n.Index {
+			changes = append(changes, Change{Kind: Added, Instance: *n, Index: n.Index})
+		}
+	}
+	sort.Slice(changes, func(i, j int) bool {
+		if changes[i].Kind != changes[j].Kind {
+			return changes[i].Kind > changes[j].Kind // removals first
+		}
+		return changes[i].Instance.ID < changes[j].Instance.ID
+	})
+	f.publish(data.Applied, changes)
+	return nil
+}

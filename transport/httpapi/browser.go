@@ -1,0 +1,121 @@
+package httpapi
+
+import (
+	"fmt"
+	"mime"
+	"net/http"
+	"slices"
+	"strings"
+
+	"github.com/lieur/lieur/transport/wire"
+)
+
+// Browsers send some cross-origin requests without asking first: a POST
+// whose body is text/plain or a form is such a "simple" request. Refusing
+// every body that is not JSON with 415 makes a page of another site unable
+// to register, report or join through a binder it can reach (a developer's
+// local cluster, say); a request with a JSON body needs a preflight, which
+// only origins an operator allowed get an answer to.
+
+// hasBody reports whether the request carries a body.
+func hasBody(r *http.Request) bool {
+	return r.ContentLength > 0 || (r.ContentLength < 0 && r.Body != nil && r.Body != http.NoBody)
+}
+
+// isJSON reports whether the request says its body is JSON.
+func isJSON(r *http.Request) bool {
+	mt, _, err := mime.ParseMediaType(r.Header.Get("Content-Type"))
+	return err == nil && mt == "application/json"
+}
+
+func unsupportedMediaType(w http.ResponseWriter, r *http.Request) {
+	ct := r.Header.Get("Content-Type")
+	if ct == "" {
+		ct = "none"
+	}
+	w.Header().Set("Accept", "application/json")
+	writeError(w, http.StatusUnsupportedMediaType, "", fmt.Sprintf("a request body must be JSON: Content-Type: application/json (got %s)", truncate(ct)))
+}
+
+func truncate(s string) string {
+	if len(s) > 80 {
+		return s[:80] + "..."
+	}
+	return s
+}
+
+// Headers a browser may send and read on an allowed origin.
+const (
+	corsAllowMethods  = "GET, POST, PUT, DELETE"
+	corsAllowHeaders  = "Authorization, Content-Type, X-Lieur-Request-Id"
+	corsExposeHeaders = "X-Lieur-Index, X-Lieur-Last-Contact"
+)
+
+// cors answers the CORS part of a request that names an Origin. It
+// reports false when it answered the request itself (a preflight).
+func (s *Server) cors(w http.ResponseWriter, r *http.Request) bool {
+	origin := r.Header.Get("Origin")
+	preflight := r.Method == http.MethodOptions && r.Header.Get("Access-Control-Request-Method") != ""
+	w.Header().Add("Vary", "Origin")
+	if !s.origins[origin] && !s.origins["*"] {
+		if preflight {
+			writeError(w, http.StatusForbidden, "", fmt.Sprintf("origin %s may not call this API from a browser (see --allow-origin)", truncate(origin)))
+			return false
+		}
+		// No CORS header: the browser keeps the answer from the page.
+		return true
+	}
+	h := w.Header()
+	h.Set("Access-Control-Allow-Origin", origin)
+	if preflight {
+		h.Set("Access-Control-Allow-Methods", corsAllowMethods)
+		h.Set("Access-Control-Allow-Headers", corsAllowHeaders)
+		h.Set("Access-Control-Max-Age", "600")
+		w.WriteHeader(http.StatusNoContent)
+		return false
+	}
+	h.Set("Access-Control-Expose-Headers", corsExposeHeaders)
+	return true
+}
+
+// allowCluster lets through only calls from binders of this cluster: with
+// a token file, those with the cluster's credential; without one, those
+// carrying the cluster's id, which a stranger on the network does not
+// know (it is in the log and snapshots only).
+func (s *Server) allowCluster(w http.ResponseWriter, r *http.Request) bool {
+	if s.auth.enabled() {
+		return s.auth.allow(w, r, RoleCluster, "")
+	}
+	if !sameSecret(r.Header.Get(wire.HeaderCluster), s.b.ClusterID()) {
+		writeError(w, http.StatusForbidden, wire.CodeNotCluster, "internal endpoint: only binders of this cluster may call it")
+		return false
+	}
+	return true
+}
+
+// scope is the list of service types the request's token is bound to, nil
+// when it may act on any. A binder forwarding a call with the cluster's
+// credential passes its caller's scope in a header.
+func (s *Server) scope(r *http.Request) []string {
+	if !s.auth.enabled() {
+		return nil
+	}
+	tok, _ := s.auth.identify(r)
+	switch {
+	case tok == nil:
+		return nil
+	case tok.role == RoleCluster:
+		if h := r.Header.Get(wire.HeaderScope); h != "" {
+			return strings.Split(h, ",")
+		}
+		return nil
+	case tok.role == RoleRegister && tok.types != nil:
+		out := make([]string, 0, len(tok.types))
+		for t := range tok.types {
+			out = append(out, t)
+		}
+		slices.Sort(out)
+		return out
+	}
+	return nil
+}
