@@ -9,6 +9,7 @@ import (
 
 	"github.com/hashicorp/go-hclog"
 	"github.com/hashicorp/raft"
+	"github.com/lieur/lieur/fsm"
 )
 
 // Peer is how a node reaches other nodes' HTTP APIs: to forward a write to
@@ -128,6 +129,8 @@ func (c *Config) Validate() error {
 	switch {
 	case c.ID == "":
 		return errors.New("config: node id is required")
+	case fsm.ValidateID(c.ID) != nil:
+		return fmt.Errorf("config: node %w", fsm.ValidateID(c.ID))
 	case c.DataDir == "":
 		return errors.New("config: data dir is required")
 	case c.Stream == nil:

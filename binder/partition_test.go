@@ -156,7 +156,7 @@ type partitionCluster struct {
 // startPartitionableNodes starts n binders that bootstrap together, each
 // with a partitionLayer under its Raft transport and its HTTP API served on
 // loopback, and waits until they all know one leader and have caught up.
-func startPartitionableNodes(t *testing.T, n int) *partitionCluster {
+func startPartitionableNodes(t *testing.T, n int, tune ...func(*binder.Config)) *partitionCluster {
 	t.Helper()
 	// Registered first, so it runs last, once every node has stopped
 	// logging.
@@ -186,12 +186,16 @@ func startPartitionableNodes(t *testing.T, n int) *partitionCluster {
 	}
 	for i := 0; i < n; i++ {
 		peer := httpapi.NewPeerClient()
-		node, err := binder.New(binder.Config{
+		cfg := binder.Config{
 			ID: peers[i].ID, HTTPAddr: httpLns[i].Addr().String(), DataDir: t.TempDir(), Peers: peers,
 			Stream: c.layers[i], Peer: peer, ProbeTimeout: 300 * time.Millisecond,
 			WriteHold: time.Second, MaxStaleness: time.Second,
 			Logger: hclog.New(&hclog.LoggerOptions{Name: peers[i].ID, Level: hclog.Info, Output: logs}),
-		})
+		}
+		for _, f := range tune {
+			f(&cfg)
+		}
+		node, err := binder.New(cfg)
 		if err != nil {
 			peer.Close()
 		}
@@ -372,7 +376,11 @@ func (c *partitionCluster) assertCutOff(i int, refusedPort int, wantPorts []int)
 	assert.Equal(t, http.StatusServiceUnavailable, getStatus, "consistent lookup: %s", getBody)
 	assert.Equal(t, wire.CodeNoLeader, errorCode(t, getBody))
 
-	assert.ErrorIs(t, n.ReadAllowed(), binder.ErrStale)
+	// Default reads go on until MaxStaleness has passed since the last
+	// contact with a leader (see TestCutOffFollowerServesUntilMaxStaleness).
+	await(t, 10*time.Second, "the cut-off node to refuse default reads", func() bool {
+		return errors.Is(n.ReadAllowed(), binder.ErrStale)
+	})
 	status, body := c.httpDo(i, http.MethodGet, "/v1/lookup/echo", nil)
 	assert.Equal(t, http.StatusServiceUnavailable, status, "default lookup: %s", body)
 	assert.Equal(t, wire.CodeStale, errorCode(t, body))

@@ -125,3 +125,19 @@ func (n *Node) WaitApplied(ctx context.Context, index uint64) bool {
 func joinHostPort(host string, port int) string {
 	return net.JoinHostPort(host, strconv.Itoa(port))
 }
+
+// Footprint counts what a node keeps per service-type name. None of it may
+// grow with names that are only asked about: a flood of lookups of made-up
+// types must leave nothing behind.
+type Footprint struct {
+	WaitNames int // names someone is waiting on right now
+	Cursors   int // round-robin cursors (types looked up and still held)
+	Types     int // types the table holds
+}
+
+// Footprint returns the node's current footprint.
+func (n *Node) Footprint() Footprint {
+	cursors := 0
+	n.cursors.Range(func(any, any) bool { cursors++; return true })
+	return Footprint{WaitNames: n.changes.size(), Cursors: cursors, Types: n.fsm.TypeCount()}
+}

@@ -47,7 +47,9 @@ func (n *Node) Register(ctx context.Context, r Registration) (string, uint64, er
 // the removal is applied once however often it is sent, so it is retried
 // when its outcome is unknown; without one it is not. With a scope (the
 // types a caller may touch, nil for any), the leader's table refuses an
-// instance of another type with ErrForbidden.
+// instance of another type with ErrForbidden. An id the leader's table
+// does not hold is refused with ErrUnknownID without a log entry (see
+// leaderGuard), whichever node took the request.
 func (n *Node) Deregister(ctx context.Context, id, requestID string, scope []string) (uint64, error) {
 	if err := ValidateID(id); err != nil {
 		return 0, err
@@ -57,18 +59,6 @@ func (n *Node) Deregister(ctx context.Context, id, requestID string, scope []str
 	}
 	if err := invalid(fsm.ValidateScope(scope)); err != nil {
 		return 0, err
-	}
-	// An id unknown to the leader's view is refused without a log entry:
-	// a flood of bogus deregistrations must not grow the log. A resend
-	// whose request id the table already holds is let through (the table
-	// answers it with the first index); a fresh request id is no pass.
-	if _, ok := n.fsm.Get(id); !ok && (requestID == "" || !n.fsm.RequestApplied(requestID)) {
-		if err := n.ConsistentRead(ctx); err != nil {
-			return 0, fmt.Errorf("deregister %s: this node does not hold it and cannot check with the leader: %w", id, err)
-		}
-		if _, ok := n.fsm.Get(id); !ok && (requestID == "" || !n.fsm.RequestApplied(requestID)) {
-			return 0, fmt.Errorf("deregister %s: %w", id, ErrUnknownID)
-		}
 	}
 	idx, err := n.apply(ctx, fsm.DeregisterCmd{ID: id, RequestID: requestID, Scope: scope}, requestID != "")
 	if err != nil {
@@ -112,7 +102,35 @@ func (n *Node) ApplyLocal(ctx context.Context, data []byte) (uint64, error) {
 	if err != nil {
 		return 0, fmt.Errorf("%w: %v", ErrInvalid, err)
 	}
+	if err := n.leaderGuard(ctx, cmd); err != nil {
+		return 0, err
+	}
 	return n.applyLeader(data)
+}
+
+// leaderGuard refuses, on the leader and before the log, a deregistration
+// of an id its table does not hold: a flood of bogus deregistrations must
+// not grow the log. A resend whose request id the table remembers goes
+// through (the table answers it with the first index); a fresh request id
+// is no pass. The leader's table holds every acknowledged registration
+// once its first barrier of the term has applied, which it waits for.
+func (n *Node) leaderGuard(ctx context.Context, cmd fsm.Command) error {
+	d, ok := cmd.(fsm.DeregisterCmd)
+	if !ok {
+		return nil
+	}
+	for !n.lead.isReady() {
+		if n.raft.State() != raft.Leader {
+			return ErrNotLeader
+		}
+		if !sleepCtx(ctx, 2*time.Millisecond) {
+			return fmt.Errorf("%w: leader not ready: %v", ErrNoLeader, ctx.Err())
+		}
+	}
+	if _, held := n.fsm.Get(d.ID); held || (d.RequestID != "" && n.fsm.RequestApplied(d.RequestID)) {
+		return nil
+	}
+	return fmt.Errorf("deregister %s: %w", d.ID, ErrUnknownID)
 }
 
 // apply commits cmd through the leader: directly when this node leads,
@@ -138,7 +156,9 @@ func (n *Node) apply(ctx context.Context, cmd fsm.Command, idempotent bool) (uin
 		leaderChange, release := n.leaderSeen.watch("")
 		var idx uint64
 		if n.raft.State() == raft.Leader {
-			idx, err = n.applyLeader(data)
+			if err = n.leaderGuard(ctx, cmd); err == nil {
+				idx, err = n.applyLeader(data)
+			}
 		} else {
 			idx, err = n.forward(ctx, data)
 			if err == nil || errors.Is(err, ErrUnknownID) || errors.Is(err, ErrSuperseded) {

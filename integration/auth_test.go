@@ -27,6 +27,9 @@ func authedCall(t *testing.T, method, url, token, body string) int {
 	if token != "" {
 		req.Header.Set("Authorization", "Bearer "+token)
 	}
+	if body != "" {
+		req.Header.Set("Content-Type", "application/json")
+	}
 	resp, err := httpc.Do(req)
 	require.NoError(t, err)
 	resp.Body.Close()

@@ -208,6 +208,9 @@ func (r *chaosRun) do(rng *rand.Rand, method, path string, body any, header http
 		rd = bytes.NewReader(nil)
 	}
 	req, _ := http.NewRequest(method, n.url()+path, rd)
+	if body != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
 	for k, v := range header {
 		req.Header[k] = v
 	}

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"slices"
 	"strings"
@@ -19,6 +20,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/lieur/lieur/binder"
+	"github.com/lieur/lieur/fsm"
 	"github.com/lieur/lieur/transport/httpapi"
 	"github.com/lieur/lieur/transport/raftnet"
 	"github.com/lieur/lieur/transport/tlsutil"
@@ -40,6 +42,10 @@ type AgentConfig struct {
 	// AuthReads makes reads need one too.
 	TokenFile string
 	AuthReads bool
+	// AllowOrigins are the web origins (scheme://host[:port], or "*") whose
+	// pages may call the API from a browser; none by default, so no CORS
+	// header is ever sent.
+	AllowOrigins []string
 	// TLS: the HTTP API over TLS, Raft over mutual TLS (all three files).
 	TLS tlsutil.Files
 	// Node holds the Raft and verification tuning; ID, DataDir, Peers,
@@ -52,8 +58,17 @@ func (c *AgentConfig) Validate() error {
 	if c.ID == "" || c.RaftAddr == "" || c.HTTPAddr == "" || c.DataDir == "" {
 		return errors.New("--id, --raft-addr, --http-addr and --data-dir are required")
 	}
+	if err := fsm.ValidateID(c.ID); err != nil {
+		// The id goes into the log (node-meta/v1), whose rules it must meet.
+		return fmt.Errorf("--id: %w", err)
+	}
 	if (c.Peers == "") == (c.Join == "") {
 		return errors.New("exactly one of --peers and --join is required")
+	}
+	for _, o := range c.AllowOrigins {
+		if err := validOrigin(o); err != nil {
+			return fmt.Errorf("--allow-origin %q: %w", o, err)
+		}
 	}
 	if c.Peers != "" {
 		peers, err := parsePeers(c.Peers)
@@ -82,6 +97,19 @@ func (c *AgentConfig) Validate() error {
 
 // parsePeers reads "id=host:port,..." and refuses an id or a Raft address
 // listed twice: Raft cannot bootstrap either.
+// validOrigin accepts "*" or an origin as browsers send it: scheme and
+// host (and port), nothing else.
+func validOrigin(o string) error {
+	if o == "*" {
+		return nil
+	}
+	u, err := url.Parse(o)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || (u.Path != "" && u.Path != "/") || u.RawQuery != "" || u.User != nil {
+		return errors.New("want * or scheme://host[:port], as in https://ui.example:8443")
+	}
+	return nil
+}
+
 func parsePeers(s string) ([]binder.PeerAddr, error) {
 	var out []binder.PeerAddr
 	ids := map[string]bool{}
@@ -176,6 +204,9 @@ func NewAgent(cfg AgentConfig, logger hclog.Logger) (*Agent, error) {
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	reg.MustRegister(node.Collectors()...)
 	opts := []httpapi.Option{httpapi.WithAuth(auth), httpapi.WithMetrics(reg)}
+	if len(cfg.AllowOrigins) > 0 {
+		opts = append(opts, httpapi.WithAllowedOrigins(cfg.AllowOrigins))
+	}
 	if cfg.Pprof {
 		opts = append(opts, httpapi.WithPprof())
 	}
@@ -276,6 +307,7 @@ from it and never bootstraps again.`,
 	f.BoolVar(&cfg.Pprof, "pprof", false, "serve runtime profiles at /debug/pprof/ on the HTTP address")
 	f.StringVar(&cfg.TokenFile, "token-file", "", "require tokens: a file of TOKEN ROLE lines (admin, register[:TYPE,...], read, cluster)")
 	f.BoolVar(&cfg.AuthReads, "auth-reads", false, "with --token-file, reads need a read token too")
+	f.StringSliceVar(&cfg.AllowOrigins, "allow-origin", nil, "web origins (https://host:port, or *) whose pages may call the API from a browser (CORS); repeatable; none by default")
 	f.StringVar(&cfg.TLS.Cert, "tls-cert", "", "this node's certificate (PEM): the API over TLS 1.3, Raft over mutual TLS")
 	f.StringVar(&cfg.TLS.Key, "tls-key", "", "the certificate's private key (PEM)")
 	f.StringVar(&cfg.TLS.CA, "tls-ca", "", "the CA that signs every node's certificate (PEM)")

@@ -24,6 +24,13 @@ func TestAgentConfigValidate(t *testing.T) {
 		{"peer without port", func(c *AgentConfig) { c.Peers = "n1=127.0.0.1" }, "missing port"},
 		{"no id", func(c *AgentConfig) { c.ID = ""; c.Peers = "n1=127.0.0.1:7001" }, "required"},
 		{"bad log level", func(c *AgentConfig) { c.Peers = "n1=127.0.0.1:7001"; c.LogLevel = "loud" }, "log-level"},
+		{"id with a space", func(c *AgentConfig) { c.ID = "node 1"; c.Peers = "node 1=127.0.0.1:7001" }, "--id"},
+		{"allowed origins", func(c *AgentConfig) {
+			c.Peers = "n1=127.0.0.1:7001"
+			c.AllowOrigins = []string{"https://ui.example:8443", "http://localhost:3000", "*"}
+		}, ""},
+		{"origin with a path", func(c *AgentConfig) { c.Peers = "n1=127.0.0.1:7001"; c.AllowOrigins = []string{"https://ui.example/app"} }, "--allow-origin"},
+		{"origin without scheme", func(c *AgentConfig) { c.Peers = "n1=127.0.0.1:7001"; c.AllowOrigins = []string{"ui.example"} }, "--allow-origin"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

@@ -86,36 +86,41 @@ func (s *Server) allowCluster(w http.ResponseWriter, r *http.Request) bool {
 	if s.auth.enabled() {
 		return s.auth.allow(w, r, RoleCluster, "")
 	}
-	if !sameSecret(r.Header.Get(wire.HeaderCluster), s.b.ClusterID()) {
+	if !s.fromCluster(r) {
 		writeError(w, http.StatusForbidden, wire.CodeNotCluster, "internal endpoint: only binders of this cluster may call it")
 		return false
 	}
 	return true
 }
 
+// fromCluster reports whether the request proves it comes from a binder
+// of this cluster (see allowCluster).
+func (s *Server) fromCluster(r *http.Request) bool {
+	if s.auth.enabled() {
+		tok, _ := s.auth.identify(r)
+		return tok != nil && tok.role == RoleCluster
+	}
+	return sameSecret(r.Header.Get(wire.HeaderCluster), s.b.ClusterID())
+}
+
 // scope is the list of service types the request's token is bound to, nil
-// when it may act on any. A binder forwarding a call with the cluster's
-// credential passes its caller's scope in a header.
+// when it may act on any. A binder forwarding a call passes its caller's
+// scope in a header, honoured only from the cluster.
 func (s *Server) scope(r *http.Request) []string {
+	if h := r.Header.Get(wire.HeaderScope); h != "" && s.fromCluster(r) {
+		return strings.Split(h, ",")
+	}
 	if !s.auth.enabled() {
 		return nil
 	}
 	tok, _ := s.auth.identify(r)
-	switch {
-	case tok == nil:
+	if tok == nil || tok.role != RoleRegister || tok.types == nil {
 		return nil
-	case tok.role == RoleCluster:
-		if h := r.Header.Get(wire.HeaderScope); h != "" {
-			return strings.Split(h, ",")
-		}
-		return nil
-	case tok.role == RoleRegister && tok.types != nil:
-		out := make([]string, 0, len(tok.types))
-		for t := range tok.types {
-			out = append(out, t)
-		}
-		slices.Sort(out)
-		return out
 	}
-	return nil
+	out := make([]string, 0, len(tok.types))
+	for t := range tok.types {
+		out = append(out, t)
+	}
+	slices.Sort(out)
+	return out
 }

@@ -80,6 +80,7 @@ func TestHostileRequests(t *testing.T) {
 		{"report unknown id", "POST", "/v1/reports", `{"id":"nobody"}`, 404, "unknown"},
 		{"heartbeat unknown", "PUT", "/v1/services/nobody/heartbeat", ``, 404, "unknown"},
 		{"bad request id", "DELETE", "/v1/services/echo-127.0.0.1-1", ``, 400, "request id"},
+		{"unknown id with a fresh request id", "DELETE", "/v1/services/nobody", ``, 404, "unknown"},
 		{"join missing fields", "POST", "/v1/cluster/join", `{"id":"n9"}`, 400, "required"},
 		{"join bad id", "POST", "/v1/cluster/join", `{"id":"../n","raft_addr":"127.0.0.1:1","http_addr":"127.0.0.1:2"}`, 400, "id"},
 		{"internal apply garbage", "POST", "/v1/internal/apply", `{"command":{"type":"nope/v9","body":{}}}`, 400, "command"},
@@ -104,8 +105,13 @@ func TestHostileRequests(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			req, err := http.NewRequest(tc.method, srv.URL+tc.path, strings.NewReader(tc.body))
 			require.NoError(t, err)
-			if tc.name == "bad request id" {
+			switch tc.name {
+			case "bad request id":
 				req.Header.Set("X-Lieur-Request-Id", "bad id!")
+			case "unknown id with a fresh request id":
+				// A request id must not get a bogus deregistration into
+				// the log (checked after the loop).
+				req.Header.Set("X-Lieur-Request-Id", "fresh-key-1")
 			}
 			ctype, odd := contentTypes[tc.name]
 			if !odd {

@@ -3,12 +3,14 @@ package httpapi_test
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
 	"net/http/httptest"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -315,4 +317,135 @@ func TestMetricsEndpoint(t *testing.T) {
 	} {
 		assert.Contains(t, m.raw, want)
 	}
+}
+
+// Without --allow-origin no CORS header is ever sent and preflights are
+// refused; an allowed origin gets its preflight answered and may read.
+func TestCORSOnlyForAllowedOrigins(t *testing.T) {
+	srv, _ := newAPIWith(t, func(*binder.Node) []httpapi.Option {
+		return []httpapi.Option{httpapi.WithAllowedOrigins([]string{"https://ui.example"})}
+	})
+	send := func(method, origin string, header map[string]string) *http.Response {
+		req, err := http.NewRequest(method, srv.URL+"/v1/services", nil)
+		require.NoError(t, err)
+		req.Header.Set("Origin", origin)
+		for k, v := range header {
+			req.Header.Set(k, v)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		require.NoError(t, err)
+		_, _ = io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		return resp
+	}
+	preflight := map[string]string{"Access-Control-Request-Method": "POST", "Access-Control-Request-Headers": "content-type"}
+
+	resp := send("OPTIONS", "https://evil.example", preflight)
+	assert.Equal(t, http.StatusForbidden, resp.StatusCode)
+	assert.Empty(t, resp.Header.Get("Access-Control-Allow-Origin"))
+	resp = send("GET", "https://evil.example", nil)
+	assert.Equal(t, http.StatusOK, resp.StatusCode)
+	assert.Empty(t, resp.Header.Get("Access-Control-Allow-Origin"), "the browser must keep the answer from the page")
+
+	resp = send("OPTIONS", "https://ui.example", preflight)
+	assert.Equal(t, http.StatusNoContent, resp.StatusCode)
+	assert.Equal(t, "https://ui.example", resp.Header.Get("Access-Control-Allow-Origin"))
+	assert.Contains(t, resp.Header.Get("Access-Control-Allow-Headers"), "Content-Type")
+	resp = send("GET", "https://ui.example", nil)
+	assert.Equal(t, "https://ui.example", resp.Header.Get("Access-Control-Allow-Origin"))
+	assert.Contains(t, resp.Header.Get("Access-Control-Expose-Headers"), wire.HeaderIndex)
+
+	// The default server sends none at all.
+	plain := newAPI(t)
+	req, err := http.NewRequest("OPTIONS", plain.URL+"/v1/services", nil)
+	require.NoError(t, err)
+	req.Header.Set("Origin", "https://ui.example")
+	req.Header.Set("Access-Control-Request-Method", "POST")
+	resp, err = http.DefaultClient.Do(req)
+	require.NoError(t, err)
+	resp.Body.Close()
+	assert.Equal(t, http.StatusForbidden, resp.StatusCode)
+	assert.Empty(t, resp.Header.Get("Access-Control-Allow-Origin"))
+}
+
+// Concurrent registrations share log entries (the leader batches them).
+// A blocking query that returns at index N holds every registration
+// acknowledged at an index up to N: it never sees part of an entry.
+func TestBlockingQueriesNeverSeeHalfAnEntry(t *testing.T) {
+	srv := newAPI(t)
+	const writers, each = 64, 8
+	type ack struct {
+		id    string
+		index uint64
+	}
+	acks := make(chan ack, writers*each)
+	type seen struct {
+		index uint64
+		ids   map[string]bool
+	}
+	var answers []seen
+	stop := make(chan struct{})
+	watched := make(chan struct{})
+	go func() {
+		defer close(watched)
+		idx := "0"
+		for {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			a := call(t, "GET", srv.URL+"/v1/services/burst?index="+idx+"&wait=200ms", "")
+			idx = a.header.Get(wire.HeaderIndex)
+			n, _ := strconv.ParseUint(idx, 10, 64)
+			s := seen{index: n, ids: map[string]bool{}}
+			if list, ok := a.body["services"].([]any); ok {
+				for _, e := range list {
+					s.ids[e.(map[string]any)["id"].(string)] = true
+				}
+			}
+			answers = append(answers, s)
+		}
+	}()
+	var wg sync.WaitGroup
+	for w := 0; w < writers; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := 0; i < each; i++ {
+				id := fmt.Sprintf("b-%d-%d", w, i)
+				a := call(t, "POST", srv.URL+"/v1/services", fmt.Sprintf(`{"id":%q,"type":"burst","address":"127.0.0.1","port":%d}`, id, 1000+w*each+i))
+				if assert.Equal(t, 200, a.status, a.raw) {
+					acks <- ack{id, uint64(a.body["index"].(float64))}
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	close(acks)
+	close(stop)
+	<-watched
+
+	byIndex := map[uint64][]string{}
+	for a := range acks {
+		byIndex[a.index] = append(byIndex[a.index], a.id)
+	}
+	shared := 0
+	for _, ids := range byIndex {
+		if len(ids) > 1 {
+			shared++
+		}
+	}
+	require.Positive(t, shared, "no two registrations shared an entry: nothing was tested")
+	for _, s := range answers {
+		for idx, ids := range byIndex {
+			if idx > s.index {
+				continue
+			}
+			for _, id := range ids {
+				require.True(t, s.ids[id], "an answer at index %d misses %s, acknowledged at index %d", s.index, id, idx)
+			}
+		}
+	}
+	t.Logf("%d registrations in %d entries (%d shared), %d watch answers", writers*each, len(byIndex), shared, len(answers))
 }
