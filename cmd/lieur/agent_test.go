@@ -29,7 +29,10 @@ func TestAgentConfigValidate(t *testing.T) {
 			c.Peers = "n1=127.0.0.1:7001"
 			c.AllowOrigins = []string{"https://ui.example:8443", "http://localhost:3000", "*"}
 		}, ""},
-		{"origin with a path", func(c *AgentConfig) { c.Peers = "n1=127.0.0.1:7001"; c.AllowOrigins = []string{"https://ui.example/app"} }, "--allow-origin"},
+		{"origin with a path", func(c *AgentConfig) {
+			c.Peers = "n1=127.0.0.1:7001"
+			c.AllowOrigins = []string{"https://ui.example/app"}
+		}, "--allow-origin"},
 		{"origin without scheme", func(c *AgentConfig) { c.Peers = "n1=127.0.0.1:7001"; c.AllowOrigins = []string{"ui.example"} }, "--allow-origin"},
 	}
 	for _, tc := range tests {
