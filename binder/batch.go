@@ -192,6 +192,8 @@ func fsmError(res *fsm.Result) (uint64, error) {
 		return res.Index, fmt.Errorf("%w: %v", ErrSuperseded, res.Err)
 	case errors.Is(res.Err, fsm.ErrBadCommand):
 		return res.Index, fmt.Errorf("%w: %v", ErrInvalid, res.Err)
+	case errors.Is(res.Err, fsm.ErrRequestReused):
+		return res.Index, fmt.Errorf("%w: %v", ErrInvalid, res.Err)
 	case errors.Is(res.Err, fsm.ErrOutOfScope):
 		return res.Index, fmt.Errorf("%w: %v", ErrForbidden, res.Err)
 	}

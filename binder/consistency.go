@@ -166,7 +166,12 @@ func (n *Node) ConsistentRead(ctx context.Context) error {
 			return err
 		}
 		if !sleepCtx(ctx, backoff(attempt)) {
-			return fmt.Errorf("consistent read: %w", err)
+			// Whatever the last attempt met, what the caller learns is
+			// that no leader confirmed the read in time.
+			if errors.Is(err, ErrNoLeader) {
+				return fmt.Errorf("consistent read: %w", err)
+			}
+			return fmt.Errorf("consistent read: %w: %v", ErrNoLeader, err)
 		}
 	}
 }

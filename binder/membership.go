@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"sync"
 	"time"
 
@@ -25,6 +26,15 @@ func (n *Node) Join(ctx context.Context, m Member) error {
 	}
 	if err := ValidateID(m.ID); err != nil {
 		return err
+	}
+	// Checked before the voter is added: a configuration change made with
+	// an address the log then refuses would leave a member nobody can
+	// forward to.
+	if host, port, err := net.SplitHostPort(m.RaftAddr); err != nil || host == "" || port == "" {
+		return fmt.Errorf("%w: raft_addr %q is not host:port", ErrInvalid, m.RaftAddr)
+	}
+	if err := fsm.Validate(fsm.NodeMetaCmd{NodeID: m.ID, HTTPAddr: m.HTTPAddr}); err != nil {
+		return fmt.Errorf("%w: %v", ErrInvalid, err)
 	}
 	return n.onLeader(ctx, "join "+m.ID,
 		func() error { return n.joinLocal(m) },

@@ -111,8 +111,8 @@ func (n *Node) ApplyLocal(ctx context.Context, data []byte) (uint64, error) {
 // leaderGuard refuses, on the leader and before the log, a deregistration
 // of an id its table does not hold: a flood of bogus deregistrations must
 // not grow the log. A resend whose request id the table remembers goes
-// through (the table answers it with the first index); a fresh request id
-// is no pass. The leader's table holds every acknowledged registration
+// through (the table answers it with the first index); a fresh request id,
+// or one used for another instance, is no pass. The leader's table holds every acknowledged registration
 // once its first barrier of the term has applied, which it waits for.
 func (n *Node) leaderGuard(ctx context.Context, cmd fsm.Command) error {
 	d, ok := cmd.(fsm.DeregisterCmd)
@@ -127,10 +127,11 @@ func (n *Node) leaderGuard(ctx context.Context, cmd fsm.Command) error {
 			return fmt.Errorf("%w: leader not ready: %v", ErrNoLeader, ctx.Err())
 		}
 	}
-	if _, held := n.fsm.Get(d.ID); held || (d.RequestID != "" && n.fsm.RequestApplied(d.RequestID)) {
+	if _, held := n.fsm.Get(d.ID); held || (d.RequestID != "" && n.fsm.RequestAppliedTo(d.RequestID, d.ID)) {
 		return nil
 	}
-	return fmt.Errorf("deregister %s: %w", d.ID, ErrUnknownID)
+	// Callers say what was refused (Deregister: "deregister ID: ...").
+	return ErrUnknownID
 }
 
 // apply commits cmd through the leader: directly when this node leads,

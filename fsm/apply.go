@@ -91,9 +91,15 @@ func (f *FSM) publish(index uint64, changes []Change) {
 // must be held.
 func (f *FSM) applyLocked(index uint64, cmd Command, changes []Change) (*Result, []Change) {
 	res := &Result{Index: index}
-	if rid := requestID(cmd); rid != "" {
+	rid, target := requestID(cmd)
+	if rid != "" {
 		if first, dup := f.requests.seen(rid); dup {
-			return &Result{Index: first}, changes
+			if first.target != "" && first.target != target {
+				// The key of another request: answering with its index
+				// would tell the caller this one was applied.
+				return &Result{Index: index, Err: fmt.Errorf("request id %q was used for %q, not %q: %w", rid, first.target, target, ErrRequestReused)}, changes
+			}
+			return &Result{Index: first.index}, changes
 		}
 	}
 	switch c := cmd.(type) {
@@ -182,8 +188,8 @@ func (f *FSM) applyLocked(index uint64, cmd Command, changes []Change) (*Result,
 	default:
 		res.Err = fmt.Errorf("%w: unhandled %T", ErrBadCommand, cmd)
 	}
-	if rid := requestID(cmd); rid != "" && res.Err == nil {
-		f.requests.add(rid, index)
+	if rid != "" && res.Err == nil {
+		f.requests.add(rid, remembered{index: index, target: target})
 	}
 	return res, changes
 }
@@ -202,14 +208,16 @@ func inScope(scope []string, typ string) bool {
 	return false
 }
 
-func requestID(cmd Command) string {
+// requestID returns a command's idempotency key and the instance id it
+// names.
+func requestID(cmd Command) (rid, target string) {
 	switch c := cmd.(type) {
 	case DeregisterCmd:
-		return c.RequestID
+		return c.RequestID, c.ID
 	case RemoveCmd:
-		return c.RequestID
+		return c.RequestID, c.ID
 	}
-	return ""
+	return "", ""
 }
 
 // replaceLocked swaps an instance for a new version of itself (same id and

@@ -36,6 +36,9 @@ var (
 	// ErrBadCommand is returned for a log entry that cannot be decoded,
 	// names an unknown command type, or breaks a rule of Validate.
 	ErrBadCommand = errors.New("bad command")
+	// ErrRequestReused is returned for a command whose request id the
+	// table remembers from a command naming another instance.
+	ErrRequestReused = errors.New("request id already used for another instance")
 	// ErrOutOfScope is returned for a write limited to some service types
 	// (a register token bound to types) that would change an instance of
 	// another type.

@@ -128,24 +128,31 @@ type FSM struct {
 const MaxRememberedRequests = 10000
 
 // requestLog remembers the last request ids applied, oldest first, with the
-// index of the command that carried each. It is part of the replicated
-// state (and of snapshots), so every node deduplicates alike.
+// index of the command that carried each and the instance id it named. It
+// is part of the replicated state (and of snapshots), so every node
+// deduplicates alike.
 type requestLog struct {
-	index map[string]uint64
+	index map[string]remembered
 	order []string
 }
 
-func (r *requestLog) seen(id string) (uint64, bool) {
-	idx, ok := r.index[id]
-	return idx, ok
+type remembered struct {
+	index  uint64
+	target string // "" in snapshots of older builds: matches any id
 }
 
-func (r *requestLog) add(id string, index uint64) {
+// seen returns what the table remembers of request id rid.
+func (r *requestLog) seen(rid string) (remembered, bool) {
+	m, ok := r.index[rid]
+	return m, ok
+}
+
+func (r *requestLog) add(rid string, m remembered) {
 	if r.index == nil {
-		r.index = map[string]uint64{}
+		r.index = map[string]remembered{}
 	}
-	r.index[id] = index
-	r.order = append(r.order, id)
+	r.index[rid] = m
+	r.order = append(r.order, rid)
 	if len(r.order) > MaxRememberedRequests {
 		delete(r.index, r.order[0])
 		r.order = r.order[1:]

@@ -254,10 +254,30 @@ func TestRequestIDsDeduplicate(t *testing.T) {
 	assert.ErrorIs(t, bad.Err, ErrUnknownInstance)
 }
 
+// A request id is the key of one request: sent again for another
+// instance, it is refused, not answered with the first one's index (which
+// would say the second deregistration happened).
+func TestRequestIDOfAnotherInstanceIsRefused(t *testing.T) {
+	f := New(nil)
+	apply(t, f, 1, reg("a", "echo", 1))
+	apply(t, f, 2, reg("b", "echo", 2))
+	require.NoError(t, apply(t, f, 3, DeregisterCmd{ID: "a", RequestID: "k"}).Err)
+	res := apply(t, f, 4, DeregisterCmd{ID: "b", RequestID: "k"})
+	assert.ErrorIs(t, res.Err, ErrRequestReused)
+	assert.Equal(t, 1, f.Len(), "b is still there")
+	assert.True(t, f.RequestAppliedTo("k", "a"))
+	assert.False(t, f.RequestAppliedTo("k", "b"))
+
+	g := New(nil)
+	require.NoError(t, g.Restore(io.NopCloser(bytes.NewReader(snapshotOf(t, f)))))
+	assert.ErrorIs(t, apply(t, g, 5, DeregisterCmd{ID: "b", RequestID: "k"}).Err, ErrRequestReused, "remembered through a snapshot")
+	assert.NoError(t, apply(t, g, 6, DeregisterCmd{ID: "a", RequestID: "k"}).Err, "the resend of the first is still answered")
+}
+
 func TestRequestLogIsBounded(t *testing.T) {
 	var r requestLog
 	for i := 0; i < MaxRememberedRequests+10; i++ {
-		r.add(strings.Repeat("x", 1)+string(rune('a'+i%26))+strconv.Itoa(i), uint64(i))
+		r.add(strings.Repeat("x", 1)+string(rune('a'+i%26))+strconv.Itoa(i), remembered{index: uint64(i)})
 	}
 	assert.Len(t, r.order, MaxRememberedRequests)
 	assert.Len(t, r.index, MaxRememberedRequests)

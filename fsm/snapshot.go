@@ -33,8 +33,9 @@ type snapshotData struct {
 }
 
 type rememberedRequest struct {
-	ID    string `json:"id"`
-	Index uint64 `json:"index"`
+	ID     string `json:"id"`
+	Index  uint64 `json:"index"`
+	Target string `json:"target,omitempty"`
 }
 
 // Snapshot captures the table. It is cheap: instances are immutable, so it
@@ -61,7 +62,8 @@ func (f *FSM) Snapshot() (raft.FSMSnapshot, error) {
 		s.services = append(s.services, inst)
 	}
 	for _, id := range f.requests.order {
-		s.requests = append(s.requests, rememberedRequest{ID: id, Index: f.requests.index[id]})
+		m := f.requests.index[id]
+		s.requests = append(s.requests, rememberedRequest{ID: id, Index: m.index, Target: m.target})
 	}
 	return s, nil
 }
@@ -171,11 +173,14 @@ func (f *FSM) Restore(rc io.ReadCloser) error {
 		if r.ID == "" || ValidateRequestID(r.ID) != nil {
 			return fmt.Errorf("restore snapshot: request id %q is not valid", truncate(r.ID))
 		}
+		if r.Target != "" && ValidateID(r.Target) != nil {
+			return fmt.Errorf("restore snapshot: request id %q names an invalid id", r.ID)
+		}
 	}
 
 	var requests requestLog
 	for _, r := range data.Requests {
-		requests.add(r.ID, r.Index)
+		requests.add(r.ID, remembered{index: r.Index, target: r.Target})
 	}
 
 	f.mu.Lock()

@@ -170,7 +170,7 @@ func TestScopeIsDecidedAgainstTheTable(t *testing.T) {
 			assert.ErrorIs(t, res.Err, tc.wantErr)
 			assert.Equal(t, hash, f.TableHash(), "a refused write changed the table")
 			if d, ok := tc.cmd.(DeregisterCmd); ok && d.RequestID != "" {
-				assert.False(t, f.RequestApplied(d.RequestID), "a refused request is not remembered")
+				assert.False(t, f.RequestAppliedTo(d.RequestID, d.ID), "a refused request is not remembered")
 			}
 		})
 	}

@@ -154,13 +154,13 @@ func (f *FSM) ClusterID() string {
 	return f.clusterID
 }
 
-// RequestApplied reports whether a command carrying request id rid is
-// among the ones the table remembers.
-func (f *FSM) RequestApplied(rid string) bool {
+// RequestAppliedTo reports whether the table remembers a command that
+// carried request id rid and named instance id.
+func (f *FSM) RequestAppliedTo(rid, id string) bool {
 	f.mu.RLock()
 	defer f.mu.RUnlock()
-	_, ok := f.requests.seen(rid)
-	return ok
+	m, ok := f.requests.seen(rid)
+	return ok && (m.target == "" || m.target == id)
 }
 
 // TypeCount returns how many types have instances; with Len, it bounds

@@ -44,6 +44,9 @@ func TestMeasureFailover(t *testing.T) {
 	require.NoError(t, err)
 	defer writer.Close()
 	reader := newClient(t, c, nil)
+	// Beside the Go client: raw default lookups, each sent to one random
+	// serving binder and never retried (the figure of issue 9).
+	raw := startLookupLoad(t, c, "stable")
 
 	ctx, stop := context.WithCancel(context.Background())
 	defer stop()
@@ -94,6 +97,7 @@ func TestMeasureFailover(t *testing.T) {
 		warm := time.Now()
 		waitFor(t, 30*time.Second, "steady writes", func() (bool, string) { return countSince(warm) >= 50, "" })
 		leader := c.leader()
+		raw.markDown(leader)
 		killedAt := time.Now()
 		c.kill(leader)
 		survivor := (leader + 1) % 3
@@ -119,9 +123,12 @@ func TestMeasureFailover(t *testing.T) {
 		t.Logf("kill %d of %s: new leader known after %s, write unavailability %s", k+1, c.nodes[leader].id, elected.Round(time.Millisecond), gap.Round(time.Millisecond))
 		c.restart(leader)
 		c.waitReady()
+		waitCaughtUp(t, c, leader)
+		raw.markUp(leader)
 	}
 	stop()
 	wg.Wait()
+	raw.stop()
 	sorted := append([]time.Duration(nil), windows...)
 	sort.Slice(sorted, func(i, j int) bool { return sorted[i] < sorted[j] })
 	median := (sorted[len(sorted)/2-1] + sorted[len(sorted)/2]) / 2
@@ -129,10 +136,11 @@ func TestMeasureFailover(t *testing.T) {
 	for _, w := range windows {
 		parts = append(parts, w.Round(time.Millisecond).String())
 	}
-	fmt.Printf("FAILOVER kills=%d median=%s min=%s max=%s windows=[%s] lookups=%d failed_lookups=%d\n",
+	fmt.Printf("FAILOVER kills=%d median=%s min=%s max=%s windows=[%s] lookups=%d failed_lookups=%d raw_lookups=%d raw_failed=%d %v\n",
 		kills, median.Round(time.Millisecond), sorted[0].Round(time.Millisecond), sorted[len(sorted)-1].Round(time.Millisecond),
-		strings.Join(parts, " "), lookups.Load(), lookupFails.Load())
+		strings.Join(parts, " "), lookups.Load(), lookupFails.Load(), raw.total, raw.failures, raw.byKind)
 	assert.Zero(t, lookupFails.Load(), "lookups failed while two binders were up")
+	raw.assertNoFailures()
 }
 
 // A node down during 100 000 registrations, the leader's log compacted by

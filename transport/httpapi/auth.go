@@ -104,8 +104,12 @@ func (a *Auth) enabled() bool { return a != nil && len(a.tokens) > 0 }
 // a guess was right.
 func (a *Auth) identify(r *http.Request) (*Token, bool) {
 	h := r.Header.Get("Authorization")
-	secret, ok := strings.CutPrefix(h, "Bearer ")
-	if !ok || secret == "" {
+	// The scheme is case-insensitive (RFC 9110); the token is not.
+	if len(h) < 7 || !strings.EqualFold(h[:7], "Bearer ") {
+		return nil, false
+	}
+	secret := strings.TrimSpace(h[7:])
+	if secret == "" {
 		return nil, false
 	}
 	var found *Token

@@ -1,6 +1,7 @@
 package httpapi
 
 import (
+	"net/http/httptest"
 	"strings"
 	"testing"
 
@@ -37,4 +38,25 @@ q1q1q1q1q1q1q1q1q1 read
 	empty, err := ParseTokens(strings.NewReader("# nothing\n"))
 	require.NoError(t, err)
 	assert.False(t, empty.enabled(), "no tokens: no checks")
+}
+
+// The scheme of an Authorization header is case-insensitive; the token is
+// compared exactly.
+func TestIdentifyBearer(t *testing.T) {
+	a, err := ParseTokens(strings.NewReader("c1c1c1c1c1c1c1c1c1 cluster\na1a1a1a1a1a1a1a1a1 admin\n"))
+	require.NoError(t, err)
+	for h, want := range map[string]bool{
+		"Bearer a1a1a1a1a1a1a1a1a1": true,
+		"bearer a1a1a1a1a1a1a1a1a1": true,
+		"BEARER a1a1a1a1a1a1a1a1a1": true,
+		"Bearer A1A1A1A1A1A1A1A1A1": false,
+		"Basic a1a1a1a1a1a1a1a1a1":  false,
+		"Bearer ":                   false,
+		"":                          false,
+	} {
+		r := httptest.NewRequest("GET", "/", nil)
+		r.Header.Set("Authorization", h)
+		tok, _ := a.identify(r)
+		assert.Equal(t, want, tok != nil, "%q", h)
+	}
 }

@@ -48,7 +48,7 @@ func truncate(s string) string {
 const (
 	corsAllowMethods  = "GET, POST, PUT, DELETE"
 	corsAllowHeaders  = "Authorization, Content-Type, X-Lieur-Request-Id"
-	corsExposeHeaders = "X-Lieur-Index, X-Lieur-Last-Contact"
+	corsExposeHeaders = "X-Lieur-Index, X-Lieur-Last-Contact, Retry-After, WWW-Authenticate"
 )
 
 // cors answers the CORS part of a request that names an Origin. It

@@ -82,6 +82,8 @@ func TestHostileRequests(t *testing.T) {
 		{"bad request id", "DELETE", "/v1/services/echo-127.0.0.1-1", ``, 400, "request id"},
 		{"unknown id with a fresh request id", "DELETE", "/v1/services/nobody", ``, 404, "unknown"},
 		{"join missing fields", "POST", "/v1/cluster/join", `{"id":"n9"}`, 400, "required"},
+		{"join bad raft address", "POST", "/v1/cluster/join", `{"id":"n9","raft_addr":"nohostport","http_addr":"127.0.0.1:2"}`, 400, "raft_addr"},
+		{"join bad http address", "POST", "/v1/cluster/join", `{"id":"n9","raft_addr":"127.0.0.1:1","http_addr":"127.0.0.1"}`, 400, "http_addr"},
 		{"join bad id", "POST", "/v1/cluster/join", `{"id":"../n","raft_addr":"127.0.0.1:1","http_addr":"127.0.0.1:2"}`, 400, "id"},
 		{"internal apply garbage", "POST", "/v1/internal/apply", `{"command":{"type":"nope/v9","body":{}}}`, 400, "command"},
 		{"internal apply register without id", "POST", "/v1/internal/apply", `{"command":{"type":"register/v1","body":{"id":"","type":"echo","address":"127.0.0.1","port":1}}}`, 400, "id"},

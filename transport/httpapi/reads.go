@@ -30,6 +30,9 @@ func (s *Server) readable(w http.ResponseWriter, r *http.Request) bool {
 			return false
 		}
 	case !stale:
+		// Set first: a refusal says how long ago the node heard from a
+		// leader too.
+		s.setLastContact(w)
 		if err := s.b.ReadAllowed(); err != nil {
 			s.fail(w, r, fmt.Errorf("%w; ?stale=true reads this node's table anyway", err))
 			return false

@@ -274,6 +274,7 @@ func TestDeregisterWithRequestIDIsIdempotent(t *testing.T) {
 		require.NoError(t, json.NewDecoder(resp.Body).Decode(&body))
 		return answer{status: resp.StatusCode, body: body}
 	}
+	require.Equal(t, 200, call(t, "POST", srv.URL+"/v1/services", `{"type":"echo","address":"127.0.0.1","port":2}`).status)
 	first := del("req-1")
 	require.Equal(t, 200, first.status)
 	again := del("req-1")
@@ -281,6 +282,18 @@ func TestDeregisterWithRequestIDIsIdempotent(t *testing.T) {
 	assert.Equal(t, first.body["index"], again.body["index"])
 	assert.Equal(t, 404, del("req-2").status, "another request id is another deregistration")
 	assert.Equal(t, 400, del("bad id!").status)
+
+	// The key of one deregistration does not answer for another instance.
+	req, err := http.NewRequest("DELETE", srv.URL+"/v1/services/echo-127.0.0.1-2", nil)
+	require.NoError(t, err)
+	req.Header.Set(wire.HeaderRequestID, "req-1")
+	resp, err := http.DefaultClient.Do(req)
+	require.NoError(t, err)
+	data, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	assert.Equal(t, 400, resp.StatusCode, "a request id reused for another instance: %s", data)
+	assert.Contains(t, string(data), "was used for")
+	assert.Equal(t, 200, call(t, "GET", srv.URL+"/v1/services/echo", "").status, "echo-127.0.0.1-2 is still there")
 }
 
 func TestHeartbeat(t *testing.T) {

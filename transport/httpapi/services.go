@@ -69,11 +69,11 @@ func (s *Server) lookup(w http.ResponseWriter, r *http.Request) {
 	var wait time.Duration
 	if r.URL.RawQuery == "" {
 		// The common case: a default read, no options to parse.
+		s.setLastContact(w)
 		if err := s.b.ReadAllowed(); err != nil {
 			s.fail(w, r, fmt.Errorf("%w; ?stale=true reads this node's table anyway", err))
 			return
 		}
-		s.setLastContact(w)
 	} else {
 		var ok bool
 		if wait, ok = parseWait(w, r); !ok || !s.readable(w, r) {
@@ -93,12 +93,13 @@ func (s *Server) lookup(w http.ResponseWriter, r *http.Request) {
 	} else {
 		inst, err = s.b.Lookup(typ)
 	}
+	h := w.Header()
+	// On a 404 too: a client may wait for the type with ?index=.
+	h.Set(wire.HeaderIndex, strconv.FormatUint(s.b.TypeIndex(typ), 10))
 	if err != nil {
 		s.fail(w, r, err)
 		return
 	}
-	h := w.Header()
-	h.Set(wire.HeaderIndex, strconv.FormatUint(s.b.TypeIndex(typ), 10))
 	h.Set("Content-Type", "application/json")
 	w.WriteHeader(http.StatusOK)
 	_, _ = w.Write(inst.Encoded(func() []byte {
