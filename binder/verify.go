@@ -47,11 +47,6 @@ func (n *Node) Report(ctx context.Context, id string) (Verdict, uint64, error) {
 	// finds the instance removed recently, or probes again.
 	n.atReadFloor()
 	inst, ok := n.fsm.Get(id)
-	if !ok && n.removedRecently(id) {
-		// This node applied its removal within the last minute: that is
-		// the answer, leader or not.
-		return VerdictRemoved, 0, nil
-	}
 	if !ok {
 		// This node may lag: before answering about an id it does not
 		// hold, catch up with the leader, so that "removed" means the id
