@@ -104,7 +104,11 @@ func (n *Node) watchLeadership() {
 						n.leases.activate(all, time.Now())
 						if n.lead.markReady(gen) {
 							n.log.Info("leader ready: barrier applied; every lease starts afresh", "applied", n.fsm.Applied())
-							n.ensureClusterID(gen)
+							n.wg.Add(1)
+							go func() {
+								defer n.wg.Done()
+								n.ensureClusterID(gen)
+							}()
 						} else {
 							n.leases.deactivate()
 						}
@@ -238,9 +242,19 @@ func (n *Node) catchUp(ctx context.Context) {
 
 // ensureClusterID commits a random cluster id when the table has none yet:
 // the first leader of a new cluster (or of one made by an older build)
-// draws it. Two leaders racing both commit; the table keeps the first.
+// draws it, once every member has announced a build that knows the command
+// (log format 2). Two leaders racing both commit; the table keeps the
+// first.
 func (n *Node) ensureClusterID(gen uint64) {
 	for attempt := 1; n.ctx.Err() == nil && n.lead.current(gen) && n.fsm.ClusterID() == ""; attempt++ {
+		if n.clusterFormat() < 2 {
+			// Members announce their format as they start; look again.
+			if !sleepCtx(n.ctx, 100*time.Millisecond) {
+				return
+			}
+			attempt = 0
+			continue
+		}
 		var b [16]byte
 		_, _ = rand.Read(b[:])
 		data, err := fsm.Encode(fsm.ClusterIDCmd{ClusterID: hex.EncodeToString(b[:])})

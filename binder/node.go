@@ -37,6 +37,10 @@ type Status struct {
 	// VerificationHold: this node's probes fail for most instances, so it
 	// holds report removals (it may be the one cut off).
 	VerificationHold bool
+	// LogFormat is the cluster's log format as this node sees it;
+	// ClusterIDKnown whether it has applied the cluster id.
+	LogFormat      int
+	ClusterIDKnown bool
 }
 
 // Member is one server of the Raft configuration.
@@ -286,10 +290,10 @@ func (n *Node) joinCluster(ctx context.Context) error {
 // already holds it, retrying until it does.
 func (n *Node) announce(ctx context.Context) {
 	for attempt := 1; ; attempt++ {
-		if addr, ok := n.fsm.NodeHTTPAddr(n.cfg.ID); ok && addr == n.cfg.HTTPAddr {
+		if addr, ok := n.fsm.NodeHTTPAddr(n.cfg.ID); ok && addr == n.cfg.HTTPAddr && n.fsm.NodeFormat(n.cfg.ID) == fsm.LogFormat {
 			return
 		}
-		_, err := n.apply(ctx, fsm.NodeMetaCmd{NodeID: n.cfg.ID, HTTPAddr: n.cfg.HTTPAddr}, true)
+		_, err := n.apply(ctx, fsm.NodeMetaCmd{NodeID: n.cfg.ID, HTTPAddr: n.cfg.HTTPAddr, Format: fsm.LogFormat}, true)
 		if err == nil {
 			n.log.Info("announced http address", "http_addr", n.cfg.HTTPAddr)
 			return
@@ -389,6 +393,8 @@ func (n *Node) Status() Status {
 		LastContact:      n.LastContact(),
 		LeaseGuard:       n.leases.guarded(),
 		VerificationHold: time.Now().UnixNano() < n.holdUntil.Load(),
+		LogFormat:        n.clusterFormat(),
+		ClusterIDKnown:   n.fsm.ClusterID() != "",
 	}
 }
 
@@ -484,6 +490,11 @@ func (n *Node) cursor(typ string) *atomic.Uint64 {
 		return c.(*atomic.Uint64)
 	}
 	c, _ := n.cursors.LoadOrStore(typ, new(atomic.Uint64))
+	if len(n.fsm.HealthyOf(typ)) == 0 {
+		// The type left the table between the caller's read and here, and
+		// observe already pruned its cursor: do not keep the new one.
+		n.cursors.Delete(typ)
+	}
 	return c.(*atomic.Uint64)
 }
 

@@ -88,7 +88,9 @@ func awaitLeader(t *testing.T, nodes []*testNode) int {
 				continue
 			}
 			st := n.node.Status()
-			if st.Leader == "" {
+			// Until a node has applied the cluster id, the leader's
+			// internal endpoints refuse its forwards.
+			if st.Leader == "" || !st.ClusterIDKnown {
 				return false
 			}
 			if st.State == "leader" {

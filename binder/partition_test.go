@@ -211,9 +211,12 @@ func startPartitionableNodes(t *testing.T, n int, tune ...func(*binder.Config)) 
 		t.Cleanup(func() { cancel(); <-done; tn.close(); <-served })
 	}
 	awaitLeader(t, c.nodes)
-	await(t, 20*time.Second, "every node caught up", func() bool {
+	// The cluster id too: a node that has not applied it yet cannot call
+	// the leader's internal endpoints, and a partition could keep it from
+	// it for a while.
+	await(t, 20*time.Second, "every node caught up and knows the cluster id", func() bool {
 		for _, tn := range c.nodes {
-			if !tn.node.CaughtUp() {
+			if st := tn.node.Status(); !st.CaughtUp || !st.ClusterIDKnown {
 				return false
 			}
 		}

@@ -59,7 +59,14 @@ func TestCutOffFollowerServesUntilMaxStaleness(t *testing.T) {
 	assert.Equal(t, http.StatusOK, status, "stale lookup: %s", body)
 
 	status, body = c.httpDo(f, http.MethodPost, "/v1/reports", wire.ReportRequest{ID: "never-registered"})
+	assert.Equal(t, http.StatusServiceUnavailable, status, "a default report on a stale node: %s", body)
+	assert.Equal(t, wire.CodeStale, errorCode(t, body))
+	// Past the read mode, an id the node does not hold needs the leader
+	// to tell "unknown" from "not replicated here yet": no leader, no
+	// guess.
+	status, body = c.httpDo(f, http.MethodPost, "/v1/reports?stale=true", wire.ReportRequest{ID: "never-registered"})
 	assert.Equal(t, http.StatusServiceUnavailable, status, "a report of an id the node cannot check: %s", body)
+	assert.Equal(t, wire.CodeNoLeader, errorCode(t, body))
 
 	c.heal()
 	c.awaitConverged(0, 1, 2)

@@ -102,43 +102,9 @@ func (n *Node) ApplyLocal(ctx context.Context, data []byte) (uint64, error) {
 	if err != nil {
 		return 0, fmt.Errorf("%w: %v", ErrInvalid, err)
 	}
-	if err := n.leaderGuard(ctx, cmd); err != nil {
-		return 0, err
-	}
-	return n.applyLeader(data)
-}
-
-// leaderGuard refuses, on the leader and before the log, a deregistration
-// of an id its table does not hold: a flood of bogus deregistrations must
-// not grow the log. A resend whose request id the table remembers goes
-// through (the table answers it with the first index); a fresh request id,
-// or one used for another instance, is no pass. The leader's table holds every acknowledged registration
-// once its first barrier of the term has applied, which it waits for.
-func (n *Node) leaderGuard(ctx context.Context, cmd fsm.Command) error {
-	d, ok := cmd.(fsm.DeregisterCmd)
-	if !ok {
-		return nil
-	}
-	known := func() bool {
-		_, held := n.fsm.Get(d.ID)
-		return held || (d.RequestID != "" && n.fsm.RequestAppliedTo(d.RequestID, d.ID))
-	}
-	if known() {
-		return nil
-	}
-	// A 404 is an answer about the table as of now: a leader deposed
-	// without knowing it yet (stalled, cut off) may miss a registration a
-	// newer leader acknowledged. Confirm leadership first, as a consistent
-	// read does; a write that goes through needs no such check, the log
-	// decides it.
-	if _, err := n.ReadIndex(ctx); err != nil {
-		return err
-	}
-	if known() {
-		return nil
-	}
-	// Callers say what was refused (Deregister: "deregister ID: ...").
-	return ErrUnknownID
+	// What goes into the log is what was checked, encoded here, not the
+	// bytes as they came.
+	return n.admitAndApply(ctx, cmd)
 }
 
 // apply commits cmd through the leader: directly when this node leads,
@@ -164,9 +130,7 @@ func (n *Node) apply(ctx context.Context, cmd fsm.Command, idempotent bool) (uin
 		leaderChange, release := n.leaderSeen.watch("")
 		var idx uint64
 		if n.raft.State() == raft.Leader {
-			if err = n.leaderGuard(ctx, cmd); err == nil {
-				idx, err = n.applyLeader(data)
-			}
+			idx, err = n.admitAndApply(ctx, cmd)
 		} else {
 			idx, err = n.forward(ctx, data)
 			if err == nil || errors.Is(err, ErrUnknownID) || errors.Is(err, ErrSuperseded) {

@@ -120,10 +120,16 @@ func (f *FSM) applyLocked(index uint64, cmd Command, changes []Change) (*Result,
 			meta = nil
 		}
 		inst := &Instance{ID: c.ID, Type: c.Type, Address: c.Address, Port: c.Port, Meta: meta, Index: index, TTLMillis: c.TTLMillis, encoded: &encodedCache{}}
-		if old != nil {
+		switch {
+		case old != nil && old.Type == c.Type:
+			// The type keeps its instance: it does not vanish meanwhile.
+			f.replaceLocked(old, inst, index)
+		case old != nil:
 			f.unlinkLocked(old, index)
+			f.linkLocked(inst, index)
+		default:
+			f.linkLocked(inst, index)
 		}
-		f.linkLocked(inst, index)
 		ch := Change{Kind: Added, Instance: *inst, Index: index}
 		if old != nil {
 			o := *old
@@ -158,8 +164,14 @@ func (f *FSM) applyLocked(index uint64, cmd Command, changes []Change) (*Result,
 		}
 	case NodeMetaCmd:
 		f.nodes[c.NodeID] = c.HTTPAddr
+		if c.Format > 1 {
+			f.formats[c.NodeID] = c.Format
+		} else {
+			delete(f.formats, c.NodeID)
+		}
 	case NodeForgetCmd:
 		delete(f.nodes, c.NodeID)
+		delete(f.formats, c.NodeID)
 	case ClusterIDCmd:
 		if f.clusterID == "" {
 			f.clusterID = c.ClusterID

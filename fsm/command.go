@@ -95,11 +95,26 @@ type RemoveCmd struct {
 }
 
 // NodeMetaCmd records a binder's HTTP address so that every node can reach
-// every other (for forwarding writes to the leader).
+// every other (for forwarding writes to the leader), and the newest log
+// format its build applies (see LogFormat; absent: 1).
 type NodeMetaCmd struct {
 	NodeID   string `json:"node_id"`
 	HTTPAddr string `json:"http_addr"`
+	Format   int    `json:"format,omitempty"`
 }
+
+// LogFormat is the newest log format this build applies:
+//
+//  1. the v1 commands;
+//  2. cluster-id/v1, and the scope of register/v1 and deregister/v1.
+//
+// A build ignores what it does not know of a later format (a scope it
+// would not check, a command it would refuse), so the leader writes a
+// format only once every member has announced a build that applies it
+// (binder's cluster format); until then it writes what all of them apply
+// alike. Once a cluster uses a format, a build that predates it must not
+// join it.
+const LogFormat = 2
 
 // LeaseStateCmd flags a lease whose deadline passed but whose instance still
 // answered a probe (Stale), or clears the flag when it heartbeats again.

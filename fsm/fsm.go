@@ -119,6 +119,7 @@ type FSM struct {
 	vanished   uint64
 	lastChange uint64
 	nodes      map[string]string // node id -> HTTP address
+	formats    map[string]int    // node id -> the log format it announced, when above 1
 	requests   requestLog
 	clusterID  string
 }
@@ -171,5 +172,6 @@ func New(observe Observer) *FSM {
 		byType:    map[string]*typeSet{},
 		typeIndex: map[string]uint64{},
 		nodes:     map[string]string{},
+		formats:   map[string]int{},
 	}
 }

@@ -28,8 +28,9 @@ type snapshotData struct {
 	Requests []rememberedRequest `json:"requests,omitempty"`
 	// Vanished: see FSM.vanished. ClusterID: see ClusterIDCmd. Older
 	// builds ignore both.
-	Vanished  uint64 `json:"vanished,omitempty"`
-	ClusterID string `json:"cluster_id,omitempty"`
+	Vanished    uint64         `json:"vanished,omitempty"`
+	ClusterID   string         `json:"cluster_id,omitempty"`
+	NodeFormats map[string]int `json:"node_formats,omitempty"`
 }
 
 type rememberedRequest struct {
@@ -48,6 +49,7 @@ func (f *FSM) Snapshot() (raft.FSMSnapshot, error) {
 		lastChange: f.lastChange,
 		vanished:   f.vanished,
 		clusterID:  f.clusterID,
+		formats:    make(map[string]int, len(f.formats)),
 		typeIndex:  make(map[string]uint64, len(f.typeIndex)),
 		nodes:      make(map[string]string, len(f.nodes)),
 		services:   make([]*Instance, 0, len(f.byID)),
@@ -57,6 +59,9 @@ func (f *FSM) Snapshot() (raft.FSMSnapshot, error) {
 	}
 	for k, v := range f.nodes {
 		s.nodes[k] = v
+	}
+	for k, v := range f.formats {
+		s.formats[k] = v
 	}
 	for _, inst := range f.byID {
 		s.services = append(s.services, inst)
@@ -73,6 +78,7 @@ type snapshot struct {
 	lastChange uint64
 	vanished   uint64
 	clusterID  string
+	formats    map[string]int
 	typeIndex  map[string]uint64
 	nodes      map[string]string
 	services   []*Instance
@@ -90,6 +96,9 @@ func (s *snapshot) Persist(sink raft.SnapshotSink) error {
 		Requests:   s.requests,
 		Vanished:   s.vanished,
 		ClusterID:  s.clusterID,
+	}
+	if len(s.formats) > 0 {
+		data.NodeFormats = s.formats
 	}
 	for i, inst := range s.services {
 		data.Services[i] = *inst
@@ -159,9 +168,17 @@ func (f *FSM) Restore(rc io.ReadCloser) error {
 	if data.Nodes == nil {
 		data.Nodes = map[string]string{}
 	}
+	// A node entry Apply would now refuse (an older build took any) is
+	// dropped, the same on every node, rather than making the snapshot
+	// unrestorable: that node announces itself again.
+	formats := map[string]int{}
 	for id, addr := range data.Nodes {
-		if err := validateNode(id, addr); err != nil {
-			return fmt.Errorf("restore snapshot: %w", err)
+		if validateNode(id, addr) != nil {
+			delete(data.Nodes, id)
+			continue
+		}
+		if v := data.NodeFormats[id]; v > 1 && v <= 1000 {
+			formats[id] = v
 		}
 	}
 	if data.ClusterID != "" {
@@ -187,7 +204,7 @@ func (f *FSM) Restore(rc io.ReadCloser) error {
 	oldByID := f.byID
 	f.requests = requests
 	f.byID, f.byType, f.typeIndex, f.lastChange, f.nodes = byID, byType, typeIndex, data.LastChange, data.Nodes
-	f.vanished, f.clusterID = vanished, data.ClusterID
+	f.vanished, f.clusterID, f.formats = vanished, data.ClusterID, formats
 	f.mu.Unlock()
 
 	var changes []Change

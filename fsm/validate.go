@@ -248,6 +248,9 @@ func validate(cmd Command) error {
 	case LeaseStateCmd:
 		return ValidateID(c.ID)
 	case NodeMetaCmd:
+		if c.Format < 0 || c.Format > 1000 {
+			return fmt.Errorf("format %d is outside 0..1000", c.Format)
+		}
 		return validateNode(c.NodeID, c.HTTPAddr)
 	case NodeForgetCmd:
 		if err := ValidateID(c.NodeID); err != nil {

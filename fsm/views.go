@@ -146,6 +146,17 @@ func (f *FSM) NodeHTTPAddr(nodeID string) (string, bool) {
 	return a, ok
 }
 
+// NodeFormat returns the log format a binder announced (1 when it
+// announced none, or is unknown).
+func (f *FSM) NodeFormat(nodeID string) int {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	if v, ok := f.formats[nodeID]; ok {
+		return v
+	}
+	return 1
+}
+
 // ClusterID returns the cluster's id, "" until the first leader committed
 // one.
 func (f *FSM) ClusterID() string {

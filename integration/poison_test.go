@@ -239,6 +239,17 @@ func TestPoisonedCommandIsRefusedAndSnapshotsStillRestore(t *testing.T) {
 func TestStrangerCannotCallInternalEndpoints(t *testing.T) {
 	c := startCluster(t, 3)
 	c.register(c.leader(), "echo", 4100)
+	// The first leader commits the id once every member has announced a
+	// build that knows it (log format 2).
+	waitFor(t, 20*time.Second, "every node to know the cluster id", func() (bool, string) {
+		for i := range c.nodes {
+			st, err := c.status(i)
+			if err != nil || !st.ClusterIDKnown || st.LogFormat != 2 {
+				return false, fmt.Sprintf("%s: %+v %v", c.nodes[i].id, st, err)
+			}
+		}
+		return true, ""
+	})
 	before := c.waitConverged()
 	// A valid command: only the missing credential stands in its way.
 	cmd := `{"command":{"type":"register/v1","body":{"id":"stranger","type":"echo","address":"127.0.0.1","port":4101}}}`

@@ -58,6 +58,13 @@ func (c *AgentConfig) Validate() error {
 	if c.ID == "" || c.RaftAddr == "" || c.HTTPAddr == "" || c.DataDir == "" {
 		return errors.New("--id, --raft-addr, --http-addr and --data-dir are required")
 	}
+	for flag, addr := range map[string]string{"--http-addr": c.HTTPAddr, "--raft-addr": c.RaftAddr} {
+		// Both are advertised to the other binders: a bare ":port" names
+		// no host they could reach.
+		if host, port, err := net.SplitHostPort(addr); err != nil || host == "" || port == "" {
+			return fmt.Errorf("%s %q: want host:port, with the host the other binders reach this one at", flag, addr)
+		}
+	}
 	if err := fsm.ValidateID(c.ID); err != nil {
 		// The id goes into the log (node-meta/v1), whose rules it must meet.
 		return fmt.Errorf("--id: %w", err)

@@ -7,6 +7,8 @@ import (
 	"io"
 	"net/http"
 	"strings"
+
+	"github.com/lieur/lieur/fsm"
 )
 
 // Role is what a token may do; each role includes the ones below it.
@@ -73,7 +75,13 @@ func ParseTokens(r io.Reader) (*Auth, error) {
 			}
 			t.types = map[string]bool{}
 			for _, typ := range strings.Split(typeList, ",") {
+				if err := fsm.ValidateType(typ); err != nil {
+					return nil, fmt.Errorf("token file line %d: %v", line, err)
+				}
 				t.types[typ] = true
+			}
+			if len(t.types) > fsm.MaxScopeTypes {
+				return nil, fmt.Errorf("token file line %d: at most %d types per token", line, fsm.MaxScopeTypes)
 			}
 		}
 		if role == RoleCluster {

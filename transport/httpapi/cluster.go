@@ -53,6 +53,7 @@ func (s *Server) status(w http.ResponseWriter, r *http.Request) {
 		AppliedIndex: st.AppliedIndex, LastLogIndex: st.LastLogIndex,
 		Services: st.Services, TableHash: st.TableHash, CaughtUp: st.CaughtUp,
 		LastContactMs: millis(st.LastContact), LeaseGuard: st.LeaseGuard, VerificationHold: st.VerificationHold,
+		LogFormat: st.LogFormat, ClusterIDKnown: st.ClusterIDKnown,
 	})
 }
 

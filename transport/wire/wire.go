@@ -173,6 +173,13 @@ type Status struct {
 	// VerificationHold: this node's probes fail for most instances, so it
 	// holds the removals reports would make.
 	VerificationHold bool `json:"verification_hold"`
+	// LogFormat is the newest log format every member has announced it
+	// applies (2 once all run a build with cluster ids and scopes); during
+	// a rolling upgrade it shows when the last old build is gone.
+	LogFormat int `json:"log_format"`
+	// ClusterIDKnown: this node has applied the cluster's id (the id
+	// itself is never served).
+	ClusterIDKnown bool `json:"cluster_id_known"`
 }
 
 // JoinRequest is the body of POST /v1/cluster/join.
