@@ -444,7 +444,9 @@ func (n *Node) observe(_ uint64, changes []fsm.Change) {
 		types = appendNew(types, inst.Type)
 	}
 	for _, typ := range types {
-		if len(n.fsm.HealthyOf(typ)) == 0 {
+		// HasType, not a view: building a type's sorted view after every
+		// entry would cost a sort per write to a large type.
+		if !n.fsm.HasType(typ) {
 			// The type is gone: its round-robin cursor goes too, so the
 			// cursors follow the table, not every name ever registered.
 			n.cursors.Delete(typ)
@@ -490,7 +492,7 @@ func (n *Node) cursor(typ string) *atomic.Uint64 {
 		return c.(*atomic.Uint64)
 	}
 	c, _ := n.cursors.LoadOrStore(typ, new(atomic.Uint64))
-	if len(n.fsm.HealthyOf(typ)) == 0 {
+	if !n.fsm.HasType(typ) {
 		// The type left the table between the caller's read and here, and
 		// observe already pruned its cursor: do not keep the new one.
 		n.cursors.Delete(typ)

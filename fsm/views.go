@@ -88,6 +88,14 @@ func (f *FSM) HealthyOf(typ string) []*Instance {
 	return ts.sortedView().healthy
 }
 
+// HasType reports whether the table holds an instance of typ. Unlike
+// InstancesOf it builds no sorted view.
+func (f *FSM) HasType(typ string) bool {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	return f.byType[typ] != nil
+}
+
 // CountByType returns how many instances each type has, without copying
 // the table.
 func (f *FSM) CountByType() map[string]int {
