@@ -116,3 +116,36 @@ func TestScopeIsDecidedByTheLeaderTable(t *testing.T) {
 	c.heal()
 	c.awaitConverged(0, 1, 2)
 }
+
+// A report of an id this node removed a moment ago, but which the leader
+// has registered again since, must not answer "removed" from this node's
+// memory: the node checks with the leader first, and, unable to (its
+// appends are held back here), answers 503 rather than a stale verdict.
+// (The chaos soak caught a version that answered from memory first.)
+func TestReportDoesNotAnswerFromAStaleRemoval(t *testing.T) {
+	c := startPartitionableNodes(t, 3, func(cfg *binder.Config) {
+		cfg.HeartbeatTimeout, cfg.ElectionTimeout = 5*time.Second, 5*time.Second
+	})
+	ctx := context.Background()
+	leader := c.leaderIndex()
+	require.GreaterOrEqual(t, leader, 0)
+	f := (leader + 1) % 3
+	reg := binder.Registration{ID: "x1", Type: "echo", Address: "127.0.0.1", Port: deadPort(t)}
+	_, _, err := c.nodes[leader].node.Register(ctx, reg)
+	require.NoError(t, err)
+	_, err = c.nodes[leader].node.Deregister(ctx, "x1", "", nil)
+	require.NoError(t, err)
+	c.awaitConverged(0, 1, 2)
+	_, held := c.nodes[f].node.TypeOf("x1")
+	require.False(t, held)
+
+	c.layers[leader].block(raft.ServerAddress(c.layers[f].Addr().String()))
+	_, _, err = c.nodes[leader].node.Register(ctx, reg)
+	require.NoError(t, err, "registered again; f does not receive it")
+
+	status, body := c.httpDo(f, http.MethodPost, "/v1/reports", wire.ReportRequest{ID: "x1"})
+	assert.NotEqual(t, http.StatusOK, status, "a verdict from the follower's memory: %s", body)
+	assert.Equal(t, http.StatusServiceUnavailable, status, "%s", body)
+	c.heal()
+	c.awaitConverged(0, 1, 2)
+}
