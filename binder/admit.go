@@ -45,6 +45,9 @@ func (n *Node) admitAndApply(ctx context.Context, cmd fsm.Command) (uint64, erro
 // then the only one; an older build would ignore the scope and the tables
 // would differ).
 func (n *Node) admit(ctx context.Context, cmd fsm.Command) (fsm.Command, error) {
+	if need := formatNeeded(cmd); need > 1 && n.clusterFormat() < need {
+		return nil, fmt.Errorf("%w: log format %d needed, the cluster is at %d (a member runs an older build)", ErrUpgrading, need, n.clusterFormat())
+	}
 	refuse := n.refusal(cmd)
 	if refuse != nil {
 		if _, err := n.ReadIndex(ctx); err != nil {
@@ -66,6 +69,23 @@ func (n *Node) admit(ctx context.Context, cmd fsm.Command) (fsm.Command, error) 
 		return c, nil
 	}
 	return cmd, nil
+}
+
+// formatNeeded is the log format a command needs every member to apply
+// before the leader may write it (a scope alone does not: it can be
+// checked here instead).
+func formatNeeded(cmd fsm.Command) int {
+	switch c := cmd.(type) {
+	case fsm.RegisterCmd:
+		if c.Tags != nil || c.Weights != nil || c.Checks != nil {
+			return 3
+		}
+	case fsm.CheckStatusCmd:
+		return 3
+	case fsm.ClusterIDCmd:
+		return 2
+	}
+	return 1
 }
 
 // refusal is why the leader's table refuses cmd now, or nil. Callers say

@@ -18,12 +18,16 @@ type lonePeer struct{ Peer }
 
 // startLone starts a one-node cluster and waits until it leads, is ready
 // and has announced itself.
-func startLone(t *testing.T) *Node {
+func startLone(t *testing.T, tune ...func(*Config)) *Node {
 	t.Helper()
 	stream, err := raftnet.Listen("127.0.0.1:0", "")
 	require.NoError(t, err)
-	n, err := New(Config{ID: "n1", HTTPAddr: "127.0.0.1:1", DataDir: t.TempDir(),
-		Peers: []PeerAddr{{ID: "n1", RaftAddr: stream.Addr().String()}}, Stream: stream, Peer: lonePeer{}})
+	cfg := Config{ID: "n1", HTTPAddr: "127.0.0.1:1", DataDir: t.TempDir(),
+		Peers: []PeerAddr{{ID: "n1", RaftAddr: stream.Addr().String()}}, Stream: stream, Peer: lonePeer{}}
+	for _, f := range tune {
+		f(&cfg)
+	}
+	n, err := New(cfg)
 	require.NoError(t, err)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})

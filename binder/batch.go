@@ -192,7 +192,7 @@ func fsmError(res *fsm.Result) (uint64, error) {
 		return res.Index, fmt.Errorf("%w: %v", ErrSuperseded, res.Err)
 	case errors.Is(res.Err, fsm.ErrBadCommand):
 		return res.Index, fmt.Errorf("%w: %v", ErrInvalid, res.Err)
-	case errors.Is(res.Err, fsm.ErrRequestReused):
+	case errors.Is(res.Err, fsm.ErrRequestReused), errors.Is(res.Err, fsm.ErrCheckTaken):
 		return res.Index, fmt.Errorf("%w: %v", ErrInvalid, res.Err)
 	case errors.Is(res.Err, fsm.ErrOutOfScope):
 		return res.Index, fmt.Errorf("%w: %v", ErrForbidden, res.Err)

@@ -34,6 +34,9 @@ type Peer interface {
 	// Heartbeat asks the leader at httpAddr to renew a lease, limited to
 	// instances of the scope's types (nil: any).
 	Heartbeat(ctx context.Context, httpAddr, id string, scope []string) error
+	// CheckUpdate forwards a ttl check's report to the leader at httpAddr
+	// (see Node.CheckUpdate).
+	CheckUpdate(ctx context.Context, httpAddr, checkID, status, output string, scope []string) error
 	// ReadIndex asks the leader at httpAddr for a read index (see
 	// Node.ReadIndex).
 	ReadIndex(ctx context.Context, httpAddr string) (uint64, error)

@@ -91,6 +91,7 @@ func (n *Node) watchLeadership() {
 			n.noteLeaderContact()
 			if !leading {
 				n.leases.deactivate()
+				n.checks.deactivate()
 				continue
 			}
 			n.wg.Add(1)
@@ -102,6 +103,7 @@ func (n *Node) watchLeadership() {
 					if err := n.raft.Barrier(10 * time.Second).Error(); err == nil {
 						all, _ := n.fsm.All()
 						n.leases.activate(all, time.Now())
+						n.checks.activate(all, time.Now())
 						if n.lead.markReady(gen) {
 							n.log.Info("leader ready: barrier applied; every lease starts afresh", "applied", n.fsm.Applied())
 							n.wg.Add(1)
@@ -111,6 +113,7 @@ func (n *Node) watchLeadership() {
 							}()
 						} else {
 							n.leases.deactivate()
+							n.checks.deactivate()
 						}
 						return
 					} else if errors.Is(err, raft.ErrNotLeader) || errors.Is(err, raft.ErrLeadershipLost) || errors.Is(err, raft.ErrRaftShutdown) {

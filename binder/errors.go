@@ -26,6 +26,12 @@ var (
 	// (Registration.Scope) that would change an instance of another type.
 	// The table is unchanged.
 	ErrForbidden = errors.New("forbidden")
+	// ErrUnknownCheck is returned for a check id no instance has.
+	ErrUnknownCheck = errors.New("unknown check id")
+	// ErrUpgrading is returned for a write that needs a log format some
+	// member of the cluster has not announced yet (an older build is still
+	// in the cluster): tags, weights and checks. Nothing was applied.
+	ErrUpgrading = errors.New("not every binder applies this yet")
 	// ErrShutdown is returned once the node is closing.
 	ErrShutdown = errors.New("binder shutting down")
 )

@@ -75,6 +75,7 @@ type Node struct {
 	cursors         sync.Map // type -> *atomic.Uint64
 	lead            leadership
 	leases          *leases
+	checks          *checker
 	// holdUntil (unix nanos): until then /v1/status reports that report
 	// removals were held because this binder seemed cut off.
 	holdUntil atomic.Int64
@@ -123,6 +124,7 @@ func New(cfg Config) (*Node, error) {
 		removed:     map[string]time.Time{},
 		leaderSeen:  newNotifier(),
 		leases:      newLeases(),
+		checks:      newChecker(),
 		guardLogged: map[string]int{},
 		ctx:         ctx,
 		cancel:      cancel,
@@ -201,7 +203,8 @@ func New(cfg Config) (*Node, error) {
 	} else if n.resume {
 		n.log.Info("resuming from existing raft state", "last_index", r.LastIndex())
 	}
-	n.wg.Add(4)
+	n.wg.Add(5)
+	go n.runChecks()
 	go n.watchLeadership()
 	go n.runLeases()
 	go n.runBatcher()
@@ -441,6 +444,7 @@ func (n *Node) observe(_ uint64, changes []fsm.Change) {
 			n.log.Info("lease state", "id", inst.ID, "health", health, "flaps", inst.Flaps)
 		}
 		n.leases.observe(c, now)
+		n.checks.observe(c, now)
 		types = appendNew(types, inst.Type)
 	}
 	for _, typ := range types {

@@ -37,6 +37,12 @@ type Registration struct {
 	// ErrForbidden, if it would create or replace an instance of another
 	// type.
 	Scope []string
+	// Tags, Weights and Checks: Consul-shaped registrations (see fsm.Check;
+	// a check's Status is its initial status). They need every binder to
+	// run a build that applies them (ErrUpgrading otherwise).
+	Tags    []string
+	Weights *fsm.Weights
+	Checks  []fsm.Check
 }
 
 // DefaultID is the id given to a registration that names none.
@@ -81,6 +87,9 @@ func (r *Registration) Normalize() error {
 		return fmt.Errorf("%w: ttl %s is outside %s..%s", ErrInvalid, r.TTL, MinTTL, MaxTTL)
 	}
 	if err := invalid(fsm.ValidateMeta(r.Meta)); err != nil {
+		return err
+	}
+	if err := invalid(fsm.Validate(fsm.RegisterCmd{ID: r.ID, Type: r.Type, Address: r.Address, Port: r.Port, Tags: r.Tags, Weights: r.Weights, Checks: r.Checks})); err != nil {
 		return err
 	}
 	return invalid(fsm.ValidateScope(r.Scope))

@@ -36,7 +36,8 @@ func (n *Node) Register(ctx context.Context, r Registration) (string, uint64, er
 	}
 	// Registering an id again replaces it with the same content, so a
 	// registration whose outcome is unknown may be sent again.
-	idx, err := n.apply(ctx, fsm.RegisterCmd{ID: r.ID, Type: r.Type, Address: r.Address, Port: r.Port, Meta: r.Meta, TTLMillis: r.TTL.Milliseconds(), Scope: r.Scope}, true)
+	idx, err := n.apply(ctx, fsm.RegisterCmd{ID: r.ID, Type: r.Type, Address: r.Address, Port: r.Port, Meta: r.Meta, TTLMillis: r.TTL.Milliseconds(), Scope: r.Scope,
+		Tags: r.Tags, Weights: r.Weights, Checks: r.Checks}, true)
 	if err != nil {
 		return "", 0, fmt.Errorf("register %s: %w", r.ID, err)
 	}

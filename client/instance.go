@@ -3,6 +3,7 @@ package client
 import (
 	"maps"
 	"net"
+	"slices"
 	"strconv"
 
 	"github.com/lieur/lieur/transport/wire"
@@ -15,6 +16,10 @@ type Instance struct {
 	Address string
 	Port    int
 	Meta    map[string]string
+	// Status is "passing", "warning" (a stale lease, or a check in
+	// warning) or "critical"; "" from a binder too old to say.
+	Status string
+	Tags   []string
 }
 
 // Addr returns the instance's address in host:port form, bracketing IPv6
@@ -27,11 +32,12 @@ func (i Instance) Addr() string {
 // out from the cache cannot be changed behind the cache's back.
 func (i Instance) clone() Instance {
 	i.Meta = maps.Clone(i.Meta)
+	i.Tags = slices.Clone(i.Tags)
 	return i
 }
 
 func fromWire(w wire.Instance) Instance {
-	return Instance{ID: w.ID, Type: w.Type, Address: w.Address, Port: w.Port, Meta: w.Meta}
+	return Instance{ID: w.ID, Type: w.Type, Address: w.Address, Port: w.Port, Meta: w.Meta, Status: w.Status, Tags: w.Tags}
 }
 
 func fromWireList(ws []wire.Instance) []Instance {

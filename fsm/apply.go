@@ -105,6 +105,10 @@ func (f *FSM) applyLocked(index uint64, cmd Command, changes []Change) (*Result,
 	switch c := cmd.(type) {
 	case RegisterCmd:
 		old := f.byID[c.ID]
+		if owner, taken := f.checkTakenLocked(c.ID, c.Checks); taken {
+			res.Err = fmt.Errorf("%w: register %q: check id %q belongs to %q", ErrCheckTaken, c.ID, owner.check, owner.id)
+			break
+		}
 		if !inScope(c.Scope, c.Type) || (old != nil && !inScope(c.Scope, old.Type)) {
 			typ := c.Type
 			if inScope(c.Scope, typ) {
@@ -113,13 +117,9 @@ func (f *FSM) applyLocked(index uint64, cmd Command, changes []Change) (*Result,
 			res.Err = fmt.Errorf("register %q: type %q: %w", c.ID, typ, ErrOutOfScope)
 			break
 		}
-		meta := c.Meta
-		if len(meta) == 0 {
-			// Snapshots omit an empty map: hold nil, so a restored table
-			// equals the one that was saved.
-			meta = nil
-		}
-		inst := &Instance{ID: c.ID, Type: c.Type, Address: c.Address, Port: c.Port, Meta: meta, Index: index, TTLMillis: c.TTLMillis, encoded: &encodedCache{}}
+		inst := &Instance{ID: c.ID, Type: c.Type, Address: c.Address, Port: c.Port, Meta: c.Meta, Index: index, TTLMillis: c.TTLMillis,
+			Tags: c.Tags, Weights: c.Weights, Checks: c.Checks, encoded: &encodedCache{}}
+		normalize(inst)
 		switch {
 		case old != nil && old.Type == c.Type:
 			// The type keeps its instance: it does not vanish meanwhile.
@@ -175,6 +175,34 @@ func (f *FSM) applyLocked(index uint64, cmd Command, changes []Change) (*Result,
 	case ClusterIDCmd:
 		if f.clusterID == "" {
 			f.clusterID = c.ClusterID
+		}
+	case CheckStatusCmd:
+		old := f.byID[c.ID]
+		switch {
+		case old == nil:
+			res.Err = fmt.Errorf("check status %q: %w", c.ID, ErrUnknownInstance)
+		case old.Index != c.RegIndex:
+			res.Err = fmt.Errorf("check status %q for index %d, now at %d: %w", c.ID, c.RegIndex, old.Index, ErrSuperseded)
+		default:
+			pos := -1
+			for i, ch := range old.Checks {
+				if ch.ID == c.CheckID {
+					pos = i
+				}
+			}
+			if pos < 0 {
+				res.Err = fmt.Errorf("check %q of %q: %w", c.CheckID, c.ID, ErrUnknownInstance)
+				break
+			}
+			if old.Checks[pos].Status == c.Status && old.Checks[pos].Output == c.Output {
+				break // already so
+			}
+			next := *old
+			next.encoded = &encodedCache{}
+			next.Checks = append([]Check(nil), old.Checks...)
+			next.Checks[pos].Status, next.Checks[pos].Output = c.Status, c.Output
+			f.replaceLocked(old, &next, index)
+			changes = append(changes, Change{Kind: HealthChanged, Instance: next, Index: index})
 		}
 	case LeaseStateCmd:
 		old := f.byID[c.ID]
@@ -235,6 +263,7 @@ func requestID(cmd Command) (rid, target string) {
 // replaceLocked swaps an instance for a new version of itself (same id and
 // type).
 func (f *FSM) replaceLocked(old, next *Instance, index uint64) {
+	f.indexChecksLocked(old, next)
 	f.byID[next.ID] = next
 	ts := f.byType[next.Type]
 	ts.members[next.ID] = next
@@ -244,6 +273,7 @@ func (f *FSM) replaceLocked(old, next *Instance, index uint64) {
 
 // linkLocked inserts inst.
 func (f *FSM) linkLocked(inst *Instance, index uint64) {
+	f.indexChecksLocked(nil, inst)
 	f.byID[inst.ID] = inst
 	ts := f.byType[inst.Type]
 	if ts == nil {
@@ -256,6 +286,7 @@ func (f *FSM) linkLocked(inst *Instance, index uint64) {
 }
 
 func (f *FSM) unlinkLocked(inst *Instance, index uint64) {
+	f.indexChecksLocked(inst, nil)
 	delete(f.byID, inst.ID)
 	if ts := f.byType[inst.Type]; ts != nil {
 		delete(ts.members, inst.ID)

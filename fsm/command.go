@@ -17,6 +17,8 @@ const (
 	TagLeaseState = "lease-state/v1"
 	TagBatch      = "batch/v1"
 	TagClusterID  = "cluster-id/v1"
+	// TagCheckStatus sets a check's status (log format 3).
+	TagCheckStatus = "check-status/v1"
 )
 
 // Reasons recorded when an instance leaves the table.
@@ -68,6 +70,11 @@ type RegisterCmd struct {
 	// when empty: an empty scope (nothing allowed) must not come back as
 	// nil (anything allowed).
 	Scope []string `json:"scope"`
+	// Tags, Weights and Checks (log format 3): see Instance. A check's
+	// Status is its initial status.
+	Tags    []string `json:"tags,omitempty"`
+	Weights *Weights `json:"weights,omitempty"`
+	Checks  []Check  `json:"checks,omitempty"`
 }
 
 // DeregisterCmd removes an instance at its owner's request.
@@ -106,7 +113,8 @@ type NodeMetaCmd struct {
 // LogFormat is the newest log format this build applies:
 //
 //  1. the v1 commands;
-//  2. cluster-id/v1, and the scope of register/v1 and deregister/v1.
+//  2. cluster-id/v1, and the scope of register/v1 and deregister/v1;
+//  3. tags, weights and checks on register/v1, and check-status/v1.
 //
 // A build ignores what it does not know of a later format (a scope it
 // would not check, a command it would refuse), so the leader writes a
@@ -114,7 +122,7 @@ type NodeMetaCmd struct {
 // (binder's cluster format); until then it writes what all of them apply
 // alike. Once a cluster uses a format, a build that predates it must not
 // join it.
-const LogFormat = 2
+const LogFormat = 3
 
 // LeaseStateCmd flags a lease whose deadline passed but whose instance still
 // answered a probe (Stale), or clears the flag when it heartbeats again.
@@ -191,6 +199,8 @@ func Decode(data []byte) (Command, error) {
 		return decodeBody[BatchCmd](env)
 	case TagClusterID:
 		return decodeBody[ClusterIDCmd](env)
+	case TagCheckStatus:
+		return decodeBody[CheckStatusCmd](env)
 	default:
 		return nil, fmt.Errorf("%w: unknown type %q", ErrBadCommand, env.Type)
 	}

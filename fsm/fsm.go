@@ -26,6 +26,11 @@ type Instance struct {
 	Health string `json:"health,omitempty"`
 	// Flaps counts the times the lease went stale and recovered.
 	Flaps int `json:"flaps,omitempty"`
+	// Tags, Weights and Checks come from Consul-shaped registrations (log
+	// format 3); lieur's own registrations have none.
+	Tags    []string `json:"tags,omitempty"`
+	Weights *Weights `json:"weights,omitempty"`
+	Checks  []Check  `json:"checks,omitempty"`
 
 	// encoded memoises this version's wire form for the API layer. Copies
 	// of an Instance share it; a new version gets a new one.
@@ -120,6 +125,7 @@ type FSM struct {
 	lastChange uint64
 	nodes      map[string]string // node id -> HTTP address
 	formats    map[string]int    // node id -> the log format it announced, when above 1
+	checks     map[string]string // check id -> the instance id that has it
 	requests   requestLog
 	clusterID  string
 }
@@ -173,5 +179,6 @@ func New(observe Observer) *FSM {
 		typeIndex: map[string]uint64{},
 		nodes:     map[string]string{},
 		formats:   map[string]int{},
+		checks:    map[string]string{},
 	}
 }

@@ -115,11 +115,20 @@ var (
 )
 
 func (g *gen) command() Command {
-	switch g.byte() % 9 {
+	switch g.byte() % 10 {
+	case 9:
+		return CheckStatusCmd{ID: g.str(idPool), RegIndex: uint64(g.byte() % 8), CheckID: g.str(idPool),
+			Status: g.str([]string{StatusPassing, StatusWarning, StatusCritical, "bad"}), Output: g.str(metaPool)}
 	case 0, 1:
 		c := RegisterCmd{ID: g.str(idPool), Type: g.str(typePool), Address: g.str(addrPool), Port: int(int8(g.byte())) * 300}
 		if g.byte()%2 == 0 {
 			c.Meta = map[string]string{g.str(metaPool): g.str(metaPool)}
+		}
+		if g.byte()%2 == 0 {
+			c.Tags = []string{g.str(metaPool)}
+			c.Checks = []Check{{ID: g.str(idPool), Kind: g.str([]string{CheckTTL, CheckTCP, CheckHTTP, "x"}), TTLMillis: int64(g.byte()) * 100,
+				IntervalMillis: 1000, Target: g.str([]string{"127.0.0.1:1", "http://h/x", ""}), Status: g.str([]string{StatusPassing, StatusWarning, StatusCritical, ""}),
+				Output: g.str(metaPool)}}
 		}
 		switch g.byte() % 4 {
 		case 1:

@@ -128,6 +128,7 @@ func (f *FSM) Restore(rc io.ReadCloser) error {
 		return fmt.Errorf("restore snapshot: %w: %d", ErrSnapshotVersion, data.Version)
 	}
 	byID := make(map[string]*Instance, len(data.Services))
+	checks := map[string]string{}
 	byType := map[string]*typeSet{}
 	for i := range data.Services {
 		inst := &data.Services[i]
@@ -135,11 +136,15 @@ func (f *FSM) Restore(rc io.ReadCloser) error {
 		if err := validateInstance(inst); err != nil {
 			return fmt.Errorf("restore snapshot: service %d: %w", i, err)
 		}
-		if len(inst.Meta) == 0 {
-			inst.Meta = nil
-		}
+		normalize(inst)
 		if _, dup := byID[inst.ID]; dup {
 			return fmt.Errorf("restore snapshot: duplicate id %q", inst.ID)
+		}
+		for _, c := range inst.Checks {
+			if owner, taken := checks[c.ID]; taken {
+				return fmt.Errorf("restore snapshot: check id %q of %q and %q", c.ID, owner, inst.ID)
+			}
+			checks[c.ID] = inst.ID
 		}
 		byID[inst.ID] = inst
 		ts := byType[inst.Type]
@@ -204,7 +209,7 @@ func (f *FSM) Restore(rc io.ReadCloser) error {
 	oldByID := f.byID
 	f.requests = requests
 	f.byID, f.byType, f.typeIndex, f.lastChange, f.nodes = byID, byType, typeIndex, data.LastChange, data.Nodes
-	f.vanished, f.clusterID, f.formats = vanished, data.ClusterID, formats
+	f.vanished, f.clusterID, f.formats, f.checks = vanished, data.ClusterID, formats, checks
 	f.mu.Unlock()
 
 	var changes []Change

@@ -194,6 +194,9 @@ func validateInstance(inst *Instance) error {
 	if inst.Flaps < 0 {
 		return fmt.Errorf("flaps %d is negative", inst.Flaps)
 	}
+	if err := validateChecks(inst.Tags, inst.Weights, inst.Checks); err != nil {
+		return err
+	}
 	return ValidateMeta(inst.Meta)
 }
 
@@ -224,7 +227,8 @@ func Validate(cmd Command) error {
 func validate(cmd Command) error {
 	switch c := cmd.(type) {
 	case RegisterCmd:
-		inst := Instance{ID: c.ID, Type: c.Type, Address: c.Address, Port: c.Port, Meta: c.Meta, TTLMillis: c.TTLMillis}
+		inst := Instance{ID: c.ID, Type: c.Type, Address: c.Address, Port: c.Port, Meta: c.Meta, TTLMillis: c.TTLMillis,
+			Tags: c.Tags, Weights: c.Weights, Checks: c.Checks}
 		if err := validateInstance(&inst); err != nil {
 			return err
 		}
@@ -247,6 +251,20 @@ func validate(cmd Command) error {
 		return ValidateRequestID(c.RequestID)
 	case LeaseStateCmd:
 		return ValidateID(c.ID)
+	case CheckStatusCmd:
+		if err := ValidateID(c.ID); err != nil {
+			return err
+		}
+		if err := ValidateID(c.CheckID); err != nil {
+			return fmt.Errorf("check %w", err)
+		}
+		if !validStatus(c.Status) {
+			return fmt.Errorf("status %q is not passing, warning or critical", truncate(c.Status))
+		}
+		if len(c.Output) > MaxOutputLen || !utf8Valid(c.Output) {
+			return fmt.Errorf("output longer than %d bytes or not UTF-8", MaxOutputLen)
+		}
+		return nil
 	case NodeMetaCmd:
 		if c.Format < 0 || c.Format > 1000 {
 			return fmt.Errorf("format %d is outside 0..1000", c.Format)

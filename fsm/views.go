@@ -4,6 +4,7 @@ import (
 	"crypto/sha256"
 	"encoding/binary"
 	"encoding/hex"
+	"encoding/json"
 	"sort"
 	"sync/atomic"
 )
@@ -20,8 +21,11 @@ type typeSet struct {
 // typeView is a type's instances sorted by id, and the healthy ones among
 // them: lookups prefer those, and must not scan the type to find them.
 type typeView struct {
-	all     []*Instance
-	healthy []*Instance // the healthy ones, or all when none or all are
+	all []*Instance
+	// healthy is what lookups choose from: the passing instances, else
+	// the warning ones (a stale lease counts as warning), never the
+	// critical ones.
+	healthy []*Instance
 }
 
 // sortedView returns the type's view, building it if a change dropped it.
@@ -36,15 +40,22 @@ func (t *typeSet) sortedView() *typeView {
 		v.all = append(v.all, inst)
 	}
 	sort.Slice(v.all, func(i, j int) bool { return v.all[i].ID < v.all[j].ID })
-	var healthy []*Instance
+	var passing, warning []*Instance
 	for _, inst := range v.all {
-		if inst.Health == "" {
-			healthy = append(healthy, inst)
+		switch inst.Status() {
+		case StatusPassing:
+			passing = append(passing, inst)
+		case StatusWarning:
+			warning = append(warning, inst)
 		}
 	}
-	v.healthy = v.all
-	if len(healthy) > 0 && len(healthy) < len(v.all) {
-		v.healthy = healthy
+	switch {
+	case len(passing) == len(v.all):
+		v.healthy = v.all // the common case: no copy
+	case len(passing) > 0:
+		v.healthy = passing
+	default:
+		v.healthy = warning
 	}
 	t.view.Store(v)
 	return v
@@ -75,9 +86,9 @@ func (f *FSM) InstancesOf(typ string) ([]*Instance, uint64) {
 	return ts.sorted(), f.typeIndex[typ]
 }
 
-// HealthyOf is InstancesOf restricted to instances whose lease is not
-// stale, unless none is healthy (then all of them). The slice is shared:
-// do not modify it.
+// HealthyOf is what lookups choose from: the type's passing instances, or
+// when none passes its warning ones (a stale lease is a warning); never a
+// critical one. The slice is shared: do not modify it.
 func (f *FSM) HealthyOf(typ string) []*Instance {
 	f.mu.RLock()
 	defer f.mu.RUnlock()
@@ -231,6 +242,18 @@ func (f *FSM) TableHash() string {
 		for _, k := range keys {
 			writeStr(k)
 			writeStr(inst.Meta[k])
+		}
+		if inst.Tags != nil || inst.Weights != nil || inst.Checks != nil {
+			// Only when present, so that tables without them hash as
+			// they did before checks existed (binders of both builds
+			// compare hashes during an upgrade). encoding/json writes map
+			// keys sorted: the bytes are deterministic.
+			extra, _ := json.Marshal(struct {
+				T []string
+				W *Weights
+				C []Check
+			}{inst.Tags, inst.Weights, inst.Checks})
+			writeStr(string(extra))
 		}
 	}
 	f.mu.RUnlock()

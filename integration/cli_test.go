@@ -228,7 +228,7 @@ func TestCLI(t *testing.T) {
 		for k := 0; k < 6; k++ {
 			inst := decodeOut[wire.Instance](t, lieurOK(t, one, "lookup", "clirr", "--json"))
 			require.Contains(t, ports, inst.ID)
-			assert.Equal(t, wire.Instance{ID: inst.ID, Type: "clirr", Address: "127.0.0.1", Port: ports[inst.ID], Meta: map[string]string{}}, inst)
+			assert.Equal(t, wire.Instance{ID: inst.ID, Type: "clirr", Address: "127.0.0.1", Port: ports[inst.ID], Meta: map[string]string{}, Status: "passing"}, inst)
 			got = append(got, inst.ID)
 		}
 		assert.ElementsMatch(t, []string{"clirr-1", "clirr-2", "clirr-3"}, got[:3], "three lookups return the three instances")
@@ -264,7 +264,7 @@ func TestCLI(t *testing.T) {
 					for _, s := range resp.Services {
 						ids = append(ids, s.ID)
 						if s.ID == a1 {
-							assert.Equal(t, wire.Instance{ID: a1, Type: "clisvca", Address: "127.0.0.1", Port: 23001, Meta: map[string]string{}}, s)
+							assert.Equal(t, wire.Instance{ID: a1, Type: "clisvca", Address: "127.0.0.1", Port: 23001, Meta: map[string]string{}, Status: "passing"}, s)
 						}
 					}
 					assert.True(t, sort.SliceIsSorted(resp.Services, func(i, j int) bool {
@@ -274,12 +274,12 @@ func TestCLI(t *testing.T) {
 				} else {
 					rows := tableLines(out)
 					require.NotEmpty(t, rows)
-					assert.Equal(t, []string{"TYPE", "ID", "ADDRESS", "META"}, rows[0], "header of %q", out)
+					assert.Equal(t, []string{"TYPE", "ID", "ADDRESS", "STATUS", "TAGS", "META"}, rows[0], "header of %q", out)
 					for _, r := range rows[1:] {
 						require.GreaterOrEqual(t, len(r), 3, "row %q", r)
 						ids = append(ids, r[1])
 						if r[1] == b1 {
-							assert.Equal(t, []string{"clisvcb", b1, "127.0.0.1:23003"}, r)
+							assert.Equal(t, []string{"clisvcb", b1, "127.0.0.1:23003", "passing", "-", "-"}, r)
 						}
 					}
 				}
@@ -528,7 +528,7 @@ func TestCLI(t *testing.T) {
 		require.NoError(t, err, "lookup --wait: stdout %q, stderr %q", stdout.String(), stderr.String())
 		assert.Empty(t, stderr.String())
 		inst := decodeOut[wire.Instance](t, stdout.String())
-		assert.Equal(t, wire.Instance{ID: "cliwait-1", Type: "cliwait", Address: "127.0.0.1", Port: 26001, Meta: map[string]string{}}, inst)
+		assert.Equal(t, wire.Instance{ID: "cliwait-1", Type: "cliwait", Address: "127.0.0.1", Port: 26001, Meta: map[string]string{}, Status: "passing"}, inst)
 		r := <-registered
 		assert.Equal(t, 0, r.code, "register: %v", r)
 	})

@@ -244,7 +244,7 @@ func TestStrangerCannotCallInternalEndpoints(t *testing.T) {
 	waitFor(t, 20*time.Second, "every node to know the cluster id", func() (bool, string) {
 		for i := range c.nodes {
 			st, err := c.status(i)
-			if err != nil || !st.ClusterIDKnown || st.LogFormat != 2 {
+			if err != nil || !st.ClusterIDKnown || st.LogFormat < 2 {
 				return false, fmt.Sprintf("%s: %+v %v", c.nodes[i].id, st, err)
 			}
 		}

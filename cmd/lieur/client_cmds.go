@@ -78,7 +78,7 @@ func wireInstance(i client.Instance) wire.Instance {
 	if meta == nil {
 		meta = map[string]string{}
 	}
-	return wire.Instance{ID: i.ID, Type: i.Type, Address: i.Address, Port: i.Port, Meta: meta}
+	return wire.Instance{ID: i.ID, Type: i.Type, Address: i.Address, Port: i.Port, Meta: meta, Status: i.Status, Tags: i.Tags}
 }
 
 func addClientCommands(root *cobra.Command) {
@@ -221,14 +221,21 @@ func newServicesCmd() *cobra.Command {
 			return printJSON(cmd.OutOrStdout(), resp)
 		}
 		tw := tabwriter.NewWriter(cmd.OutOrStdout(), 0, 4, 2, ' ', 0)
-		fmt.Fprintln(tw, "TYPE\tID\tADDRESS\tMETA")
+		fmt.Fprintln(tw, "TYPE\tID\tADDRESS\tSTATUS\tTAGS\tMETA")
 		for _, i := range list {
-			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", i.Type, i.ID, i.Addr(), formatMeta(i.Meta))
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", i.Type, i.ID, i.Addr(), orDash(i.Status), orDash(strings.Join(i.Tags, ",")), orDash(formatMeta(i.Meta)))
 		}
 		return tw.Flush()
 	})
 	f.add(cmd)
 	return cmd
+}
+
+func orDash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
 }
 
 func formatMeta(m map[string]string) string {

@@ -31,6 +31,8 @@ func errorStatus(err error, typ string) (int, string, string) {
 		status = http.StatusBadRequest
 	case errors.Is(err, binder.ErrUnknownService), errors.Is(err, binder.ErrUnknownID):
 		status = http.StatusNotFound
+	case errors.Is(err, binder.ErrUnknownCheck):
+		status, code = http.StatusNotFound, wire.CodeUnknownCheck
 	case errors.Is(err, binder.ErrForbidden):
 		status, code = http.StatusForbidden, wire.CodeForbidden
 	case errors.Is(err, binder.ErrSuperseded):
@@ -45,6 +47,8 @@ func errorStatus(err error, typ string) (int, string, string) {
 		status, code = http.StatusServiceUnavailable, wire.CodeCatchingUp
 	case errors.Is(err, binder.ErrStale):
 		status, code = http.StatusServiceUnavailable, wire.CodeStale
+	case errors.Is(err, binder.ErrUpgrading):
+		status, code = http.StatusServiceUnavailable, wire.CodeUpgrading
 	case errors.Is(err, binder.ErrShutdown), errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
 		status = http.StatusServiceUnavailable
 	}

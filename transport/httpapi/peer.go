@@ -116,6 +116,16 @@ func (p *PeerClient) Heartbeat(ctx context.Context, httpAddr, id string, scope [
 	return p.doWith(ctx, http.MethodPut, p.base(httpAddr)+"/v1/services/"+url.PathEscape(id)+"/heartbeat", h, nil, nil)
 }
 
+// CheckUpdate forwards a ttl check's report to the leader at httpAddr.
+func (p *PeerClient) CheckUpdate(ctx context.Context, httpAddr, checkID, status, output string, scope []string) error {
+	var h http.Header
+	if scope != nil {
+		h = http.Header{wire.HeaderScope: {strings.Join(scope, ",")}}
+	}
+	return p.doWith(ctx, http.MethodPut, p.base(httpAddr)+"/v1/internal/check/"+url.PathEscape(checkID), h,
+		wire.CheckUpdateRequest{Status: status, Output: output}, nil)
+}
+
 // ReadIndex asks the leader at httpAddr for a read index.
 func (p *PeerClient) ReadIndex(ctx context.Context, httpAddr string) (uint64, error) {
 	var resp wire.IndexResponse
@@ -209,6 +219,10 @@ func remoteError(url string, status int, e wire.Error) error {
 		return fmt.Errorf("%w: %v", binder.ErrNoLeader, remote)
 	case e.Code == wire.CodeSuperseded:
 		return fmt.Errorf("%w: %v", binder.ErrSuperseded, remote)
+	case e.Code == wire.CodeUpgrading:
+		return fmt.Errorf("%w: %v", binder.ErrUpgrading, remote)
+	case e.Code == wire.CodeUnknownCheck:
+		return fmt.Errorf("%w: %v", binder.ErrUnknownCheck, remote)
 	case e.Code == wire.CodeNotCluster:
 		// Not applied; this node may not have learned the cluster's id
 		// yet, which replication brings: worth a retry.

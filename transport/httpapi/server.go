@@ -55,6 +55,7 @@ type Binder interface {
 	ApplyLocal(ctx context.Context, command []byte) (uint64, error)
 	ApplyLocalBatch(ctx context.Context, commands [][]byte) []binder.Outcome
 	ClusterID() string
+	CheckUpdate(ctx context.Context, checkID, status, output string, scope []string) error
 }
 
 var _ Binder = (*binder.Node)(nil)
@@ -154,6 +155,7 @@ func NewServer(b Binder, logger hclog.Logger, opts ...Option) *Server {
 	s.handle("GET /v1/status", s.readRole(), s.status)
 	s.handle("POST /v1/internal/apply", RoleCluster, s.internalApply)
 	s.handle("GET /v1/internal/read-index", RoleCluster, s.internalReadIndex)
+	s.handle("PUT /v1/internal/check/{id}", RoleCluster, s.internalCheckUpdate)
 	s.handle("GET /healthz", RoleNone, func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
 	})

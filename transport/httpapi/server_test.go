@@ -188,7 +188,7 @@ func TestLookupRegisterDeregister(t *testing.T) {
 
 	a := call(t, "GET", srv.URL+"/v1/lookup/echo", "")
 	require.Equal(t, 200, a.status)
-	assert.JSONEq(t, `{"id":"echo-127.0.0.1-12347","type":"echo","address":"127.0.0.1","port":12347,"meta":{"zone":"a"}}`, a.raw)
+	assert.JSONEq(t, `{"id":"echo-127.0.0.1-12347","type":"echo","address":"127.0.0.1","port":12347,"meta":{"zone":"a"},"status":"passing"}`, a.raw)
 
 	list := call(t, "GET", srv.URL+"/v1/services/echo", "")
 	require.Equal(t, 200, list.status)

@@ -168,7 +168,11 @@ func toWire(i fsm.Instance) wire.Instance {
 	if meta == nil {
 		meta = map[string]string{}
 	}
-	out := wire.Instance{ID: i.ID, Type: i.Type, Address: i.Address, Port: i.Port, Meta: meta, Health: i.Health, Flaps: i.Flaps}
+	out := wire.Instance{ID: i.ID, Type: i.Type, Address: i.Address, Port: i.Port, Meta: meta, Health: i.Health, Flaps: i.Flaps,
+		Status: i.Status(), Tags: i.Tags}
+	for _, c := range i.Checks {
+		out.Checks = append(out.Checks, wire.Check{ID: c.ID, Name: c.Name, Kind: c.Kind, Status: c.Status, Output: c.Output})
+	}
 	if i.TTLMillis > 0 {
 		out.TTL = (time.Duration(i.TTLMillis) * time.Millisecond).String()
 	}

@@ -63,6 +63,11 @@ const (
 	// CodeForbidden: the token may not act on the instance's type (403);
 	// the table is unchanged.
 	CodeForbidden = "forbidden"
+	// CodeUnknownCheck: no instance has the check id (404).
+	CodeUnknownCheck = "unknown_check"
+	// CodeUpgrading: the write needs every binder to run a build that
+	// applies it (tags, checks), and one does not yet (503); not applied.
+	CodeUpgrading = "upgrading"
 )
 
 // Error is the body of every non-2xx response.
@@ -108,6 +113,22 @@ type Instance struct {
 	Health string `json:"health,omitempty"`
 	// Flaps counts the times the lease went stale and recovered.
 	Flaps int `json:"flaps,omitempty"`
+	// Status is the instance's health: "passing", "warning" (a stale
+	// lease, or a check in warning) or "critical" (a check critical:
+	// lookups skip it).
+	Status string `json:"status"`
+	// Tags and Checks come from Consul-shaped registrations.
+	Tags   []string `json:"tags,omitempty"`
+	Checks []Check  `json:"checks,omitempty"`
+}
+
+// Check is one health check of an instance, as lieur's API shows it.
+type Check struct {
+	ID     string `json:"id"`
+	Name   string `json:"name,omitempty"`
+	Kind   string `json:"kind"`
+	Status string `json:"status"`
+	Output string `json:"output,omitempty"`
 }
 
 // ServicesResponse answers GET /v1/services and GET /v1/services/{type}.
@@ -180,6 +201,13 @@ type Status struct {
 	// ClusterIDKnown: this node has applied the cluster's id (the id
 	// itself is never served).
 	ClusterIDKnown bool `json:"cluster_id_known"`
+}
+
+// CheckUpdateRequest is the body of PUT /v1/internal/check/{id}: a ttl
+// check's report forwarded to the leader.
+type CheckUpdateRequest struct {
+	Status string `json:"status"`
+	Output string `json:"output,omitempty"`
 }
 
 // JoinRequest is the body of POST /v1/cluster/join.

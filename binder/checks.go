@@ -1,0 +1,363 @@
+package binder
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/hashicorp/raft"
+
+	"github.com/lieur/lieur/fsm"
+)
+
+// Checks are run once, cluster-wide, by the leader, the same way as leases
+// (lease.go): deadlines and schedules in the leader's memory, rebuilt from
+// the table (with a full TTL of grace) when a node starts leading, and the
+// log written only when a check's status changes.
+//
+//   - ttl: the owner reports pass/warn/fail/update (CheckUpdate); a check
+//     not reported for its TTL turns critical.
+//   - tcp, http: the leader connects or requests every interval, with the
+//     check's timeout; SuccessBeforePassing and FailuresBeforeCritical
+//     consecutive results move the status.
+//   - DeregisterAfterMillis: an instance whose check stayed critical that
+//     long is removed (reason critical-too-long), naming its registration.
+//
+// Why the leader and not spread over the binders: one prober per check
+// without coordination, the leader already holds the deadlines of leases,
+// and a failover restarts every schedule with a grace period. The cost is
+// the leader's: a check is one dial or request per interval.
+
+// checkRun is the leader's state of one check.
+type checkRun struct {
+	instID        string
+	regIndex      uint64
+	def           fsm.Check
+	status        string
+	deadline      time.Time // ttl: when it turns critical
+	nextRun       time.Time // tcp, http
+	running       bool
+	successes     int
+	failures      int
+	criticalSince time.Time // zero unless critical
+	removing      bool
+}
+
+type checker struct {
+	mu      sync.Mutex
+	active  bool
+	byCheck map[string]*checkRun
+	byInst  map[string][]string
+}
+
+func newChecker() *checker {
+	return &checker{byCheck: map[string]*checkRun{}, byInst: map[string][]string{}}
+}
+
+func (c *checker) addLocked(inst fsm.Instance, now time.Time) {
+	for _, def := range inst.Checks {
+		r := &checkRun{instID: inst.ID, regIndex: inst.Index, def: def, status: def.Status, nextRun: now}
+		if def.Kind == fsm.CheckTTL {
+			r.deadline = now.Add(time.Duration(def.TTLMillis) * time.Millisecond)
+		}
+		if def.Status == fsm.StatusCritical {
+			r.criticalSince = now
+		}
+		c.byCheck[def.ID] = r
+		c.byInst[inst.ID] = append(c.byInst[inst.ID], def.ID)
+	}
+}
+
+func (c *checker) dropLocked(instID string) {
+	for _, id := range c.byInst[instID] {
+		if r := c.byCheck[id]; r != nil && r.instID == instID {
+			delete(c.byCheck, id)
+		}
+	}
+	delete(c.byInst, instID)
+}
+
+// activate starts every check afresh: a full TTL of grace, probes now.
+func (c *checker) activate(insts []fsm.Instance, now time.Time) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.active = true
+	c.byCheck, c.byInst = map[string]*checkRun{}, map[string][]string{}
+	for _, inst := range insts {
+		c.addLocked(inst, now)
+	}
+}
+
+func (c *checker) deactivate() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.active = false
+	c.byCheck, c.byInst = map[string]*checkRun{}, map[string][]string{}
+}
+
+// observe keeps the runs in step with applied changes (on the leader).
+func (c *checker) observe(ch fsm.Change, now time.Time) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if !c.active {
+		return
+	}
+	inst := ch.Instance
+	switch ch.Kind {
+	case fsm.Added:
+		c.dropLocked(inst.ID)
+		c.addLocked(inst, now)
+	case fsm.Removed:
+		c.dropLocked(inst.ID)
+	case fsm.HealthChanged:
+		for _, def := range inst.Checks {
+			r := c.byCheck[def.ID]
+			if r == nil || r.instID != inst.ID {
+				continue
+			}
+			if def.Status == fsm.StatusCritical && r.status != fsm.StatusCritical {
+				r.criticalSince = now
+			} else if def.Status != fsm.StatusCritical {
+				r.criticalSince = time.Time{}
+			}
+			r.status = def.Status
+		}
+	}
+}
+
+// checkAction is what the leader must do for one check now.
+type checkAction struct {
+	run    checkRun // a copy
+	probe  bool
+	status string // set a status (ttl expiry)
+	output string
+	remove bool
+}
+
+// due returns the actions of this tick.
+func (c *checker) due(now time.Time) []checkAction {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if !c.active {
+		return nil
+	}
+	var out []checkAction
+	for _, r := range c.byCheck {
+		switch {
+		case !r.criticalSince.IsZero() && r.def.DeregisterAfterMillis > 0 && !r.removing &&
+			now.Sub(r.criticalSince) >= time.Duration(r.def.DeregisterAfterMillis)*time.Millisecond:
+			r.removing = true
+			out = append(out, checkAction{run: *r, remove: true})
+		case r.def.Kind == fsm.CheckTTL && r.status != fsm.StatusCritical && now.After(r.deadline):
+			// Once: the status change comes back through observe.
+			r.deadline = now.Add(time.Duration(r.def.TTLMillis) * time.Millisecond)
+			out = append(out, checkAction{run: *r, status: fsm.StatusCritical, output: "TTL expired"})
+		case (r.def.Kind == fsm.CheckTCP || r.def.Kind == fsm.CheckHTTP) && !r.running && !now.Before(r.nextRun):
+			r.running = true
+			r.nextRun = now.Add(time.Duration(r.def.IntervalMillis) * time.Millisecond)
+			out = append(out, checkAction{run: *r, probe: true})
+		}
+	}
+	return out
+}
+
+// result records a probe's outcome and says which status, if any, the
+// check must move to.
+func (c *checker) result(checkID string, instID string, status string) (string, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	r := c.byCheck[checkID]
+	if r == nil || r.instID != instID {
+		return "", false
+	}
+	r.running = false
+	if status == fsm.StatusPassing {
+		r.successes++
+		r.failures = 0
+		if r.status != fsm.StatusPassing && r.successes > r.def.SuccessBeforePassing-1 {
+			return fsm.StatusPassing, true
+		}
+		return "", false
+	}
+	r.failures++
+	r.successes = 0
+	if status == fsm.StatusWarning {
+		return fsm.StatusWarning, r.status != fsm.StatusWarning
+	}
+	if r.status != fsm.StatusCritical && r.failures > r.def.FailuresBeforeCritical-1 {
+		return fsm.StatusCritical, true
+	}
+	return "", false
+}
+
+// renew records a ttl check's report.
+func (c *checker) renew(checkID, instID string, now time.Time) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if r := c.byCheck[checkID]; r != nil && r.instID == instID {
+		r.deadline = now.Add(time.Duration(r.def.TTLMillis) * time.Millisecond)
+	}
+}
+
+func (c *checker) count() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return len(c.byCheck)
+}
+
+// runChecks runs the checks while this node is a ready leader.
+func (n *Node) runChecks() {
+	defer n.wg.Done()
+	t := time.NewTicker(leaseTick)
+	defer t.Stop()
+	for {
+		select {
+		case <-n.ctx.Done():
+			return
+		case <-t.C:
+		}
+		if n.raft.State() != raft.Leader || !n.lead.isReady() {
+			continue
+		}
+		for _, a := range n.checks.due(time.Now()) {
+			n.wg.Add(1)
+			go n.act(a)
+		}
+	}
+}
+
+func (n *Node) act(a checkAction) {
+	defer n.wg.Done()
+	r := a.run
+	ctx, cancel := context.WithTimeout(n.ctx, n.cfg.WriteHold)
+	defer cancel()
+	switch {
+	case a.remove:
+		n.log.Warn("check critical too long: removing", "id", r.instID, "check", r.def.ID, "after", time.Duration(r.def.DeregisterAfterMillis)*time.Millisecond)
+		_, err := n.apply(ctx, fsm.RemoveCmd{ID: r.instID, RegIndex: r.regIndex, Reason: fsm.ReasonCriticalTooLong}, true)
+		if err != nil && !errors.Is(err, ErrUnknownID) && !errors.Is(err, ErrSuperseded) {
+			n.log.Warn("removal of a critical instance not committed", "id", r.instID, "error", err)
+		}
+	case a.probe:
+		status, output := n.probeCheck(r.def)
+		if next, move := n.checks.result(r.def.ID, r.instID, status); move {
+			n.setCheckStatus(ctx, r.instID, r.regIndex, r.def.ID, next, output)
+		}
+	default:
+		n.setCheckStatus(ctx, r.instID, r.regIndex, r.def.ID, a.status, a.output)
+	}
+}
+
+func (n *Node) setCheckStatus(ctx context.Context, instID string, regIndex uint64, checkID, status, output string) {
+	_, err := n.apply(ctx, fsm.CheckStatusCmd{ID: instID, RegIndex: regIndex, CheckID: checkID, Status: status, Output: truncateOutput(output)}, true)
+	if err != nil && !errors.Is(err, ErrUnknownID) && !errors.Is(err, ErrSuperseded) {
+		n.log.Warn("check status not committed", "id", instID, "check", checkID, "status", status, "error", err)
+	}
+}
+
+// truncateOutput bounds a check's output; a rune cut in two is dropped.
+func truncateOutput(s string) string {
+	if len(s) <= fsm.MaxOutputLen {
+		return s
+	}
+	return strings.ToValidUTF8(s[:fsm.MaxOutputLen], "")
+}
+
+// probeCheck runs one tcp or http check and returns its status and output.
+func (n *Node) probeCheck(def fsm.Check) (string, string) {
+	timeout := time.Duration(def.TimeoutMillis) * time.Millisecond
+	if timeout <= 0 {
+		timeout = min(10*time.Second, time.Duration(def.IntervalMillis)*time.Millisecond)
+	}
+	ctx, cancel := context.WithTimeout(n.ctx, timeout)
+	defer cancel()
+	if def.Kind == fsm.CheckTCP {
+		c, err := (&net.Dialer{}).DialContext(ctx, "tcp", def.Target)
+		if err != nil {
+			return fsm.StatusCritical, fmt.Sprintf("dial tcp %s: %v", def.Target, err)
+		}
+		c.Close()
+		return fsm.StatusPassing, fmt.Sprintf("TCP connect %s: Success", def.Target)
+	}
+	method := def.Method
+	if method == "" {
+		method = http.MethodGet
+	}
+	req, err := http.NewRequestWithContext(ctx, method, def.Target, nil)
+	if err != nil {
+		return fsm.StatusCritical, err.Error()
+	}
+	for k, vs := range def.Header {
+		for _, v := range vs {
+			req.Header.Add(k, v)
+		}
+	}
+	tr := &http.Transport{DisableKeepAlives: true, TLSClientConfig: &tls.Config{InsecureSkipVerify: def.TLSSkipVerify}} //nolint:gosec // the check's own setting
+	defer tr.CloseIdleConnections()
+	resp, err := (&http.Client{Transport: tr, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}).Do(req)
+	if err != nil {
+		return fsm.StatusCritical, fmt.Sprintf("HTTP %s %s: %v", method, def.Target, err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
+	output := fmt.Sprintf("HTTP %s %s: %s Output: %s", method, def.Target, resp.Status, strings.ToValidUTF8(string(body), "?"))
+	switch {
+	case resp.StatusCode >= 200 && resp.StatusCode < 300:
+		return fsm.StatusPassing, output
+	case resp.StatusCode == http.StatusTooManyRequests:
+		return fsm.StatusWarning, output
+	}
+	return fsm.StatusCritical, output
+}
+
+// CheckUpdate is a ttl check's report (Consul's pass, warn, fail and
+// update): it renews the check's TTL and sets its status and output,
+// through the log only when they change. On a follower it is forwarded to
+// the leader, which keeps the deadlines. With a scope, the check's
+// instance must be of one of its types (ErrForbidden).
+func (n *Node) CheckUpdate(ctx context.Context, checkID, status, output string, scope []string) error {
+	if err := invalid(fsm.ValidateID(checkID)); err != nil {
+		return err
+	}
+	if err := invalid(fsm.Validate(fsm.CheckStatusCmd{ID: "x", CheckID: checkID, Status: status, Output: output})); err != nil {
+		return err
+	}
+	return n.onLeader(ctx, "check update "+checkID,
+		func() error { return n.checkUpdateLocal(ctx, checkID, status, output, scope) },
+		func(addr string) error { return n.cfg.Peer.CheckUpdate(ctx, addr, checkID, status, output, scope) })
+}
+
+func (n *Node) checkUpdateLocal(ctx context.Context, checkID, status, output string, scope []string) error {
+	id, ok := n.fsm.CheckOwner(checkID)
+	var inst fsm.Instance
+	if ok {
+		inst, ok = n.fsm.Get(id)
+	}
+	if !ok {
+		return fmt.Errorf("check %q: %w", checkID, ErrUnknownCheck)
+	}
+	if scope != nil && !slices.Contains(scope, inst.Type) {
+		return fmt.Errorf("check %s: type %q: %w", checkID, inst.Type, ErrForbidden)
+	}
+	def, _ := inst.CheckByID(checkID)
+	if def.Kind != fsm.CheckTTL {
+		return fmt.Errorf("%w: check %q is not a TTL check", ErrInvalid, checkID)
+	}
+	n.checks.renew(checkID, id, time.Now())
+	if def.Status == status && def.Output == output {
+		return nil
+	}
+	_, err := n.apply(ctx, fsm.CheckStatusCmd{ID: id, RegIndex: inst.Index, CheckID: checkID, Status: status, Output: output}, true)
+	if errors.Is(err, ErrUnknownID) {
+		return fmt.Errorf("check %q: %w", checkID, ErrUnknownCheck)
+	}
+	return err
+}
