@@ -330,34 +330,53 @@ func (n *Node) CheckUpdate(ctx context.Context, checkID, status, output string, 
 	if err := invalid(fsm.Validate(fsm.CheckStatusCmd{ID: "x", CheckID: checkID, Status: status, Output: output})); err != nil {
 		return err
 	}
-	return n.onLeader(ctx, "check update "+checkID,
-		func() error { return n.checkUpdateLocal(ctx, checkID, status, output, scope) },
-		func(addr string) error { return n.cfg.Peer.CheckUpdate(ctx, addr, checkID, status, output, scope) })
+	_, err := n.CheckUpdateIndex(ctx, checkID, status, output, scope)
+	return err
 }
 
-func (n *Node) checkUpdateLocal(ctx context.Context, checkID, status, output string, scope []string) error {
+// CheckUpdateIndex is CheckUpdate returning the index of the status change
+// it committed (0 when nothing changed). This node's next reads reflect
+// it, as after any write it forwarded.
+func (n *Node) CheckUpdateIndex(ctx context.Context, checkID, status, output string, scope []string) (uint64, error) {
+	if err := invalid(fsm.ValidateID(checkID)); err != nil {
+		return 0, err
+	}
+	var idx uint64
+	err := n.onLeader(ctx, "check update "+checkID,
+		func() (err error) { idx, err = n.checkUpdateLocal(ctx, checkID, status, output, scope); return err },
+		func(addr string) (err error) {
+			idx, err = n.cfg.Peer.CheckUpdate(ctx, addr, checkID, status, output, scope)
+			return err
+		})
+	if err == nil {
+		n.raiseReadFloor(idx)
+	}
+	return idx, err
+}
+
+func (n *Node) checkUpdateLocal(ctx context.Context, checkID, status, output string, scope []string) (uint64, error) {
 	id, ok := n.fsm.CheckOwner(checkID)
 	var inst fsm.Instance
 	if ok {
 		inst, ok = n.fsm.Get(id)
 	}
 	if !ok {
-		return fmt.Errorf("check %q: %w", checkID, ErrUnknownCheck)
+		return 0, fmt.Errorf("check %q: %w", checkID, ErrUnknownCheck)
 	}
 	if scope != nil && !slices.Contains(scope, inst.Type) {
-		return fmt.Errorf("check %s: type %q: %w", checkID, inst.Type, ErrForbidden)
+		return 0, fmt.Errorf("check %s: type %q: %w", checkID, inst.Type, ErrForbidden)
 	}
 	def, _ := inst.CheckByID(checkID)
 	if def.Kind != fsm.CheckTTL {
-		return fmt.Errorf("%w: check %q is not a TTL check", ErrInvalid, checkID)
+		return 0, fmt.Errorf("%w: check %q is not a TTL check", ErrInvalid, checkID)
 	}
 	n.checks.renew(checkID, id, time.Now())
 	if def.Status == status && def.Output == output {
-		return nil
+		return 0, nil
 	}
-	_, err := n.apply(ctx, fsm.CheckStatusCmd{ID: id, RegIndex: inst.Index, CheckID: checkID, Status: status, Output: output}, true)
+	idx, err := n.apply(ctx, fsm.CheckStatusCmd{ID: id, RegIndex: inst.Index, CheckID: checkID, Status: status, Output: output}, true)
 	if errors.Is(err, ErrUnknownID) {
-		return fmt.Errorf("check %q: %w", checkID, ErrUnknownCheck)
+		return 0, fmt.Errorf("check %q: %w", checkID, ErrUnknownCheck)
 	}
-	return err
+	return idx, err
 }

@@ -35,8 +35,9 @@ type Peer interface {
 	// instances of the scope's types (nil: any).
 	Heartbeat(ctx context.Context, httpAddr, id string, scope []string) error
 	// CheckUpdate forwards a ttl check's report to the leader at httpAddr
-	// (see Node.CheckUpdate).
-	CheckUpdate(ctx context.Context, httpAddr, checkID, status, output string, scope []string) error
+	// (see Node.CheckUpdate) and returns the index of the status change
+	// it committed, 0 when the status did not change.
+	CheckUpdate(ctx context.Context, httpAddr, checkID, status, output string, scope []string) (uint64, error)
 	// ReadIndex asks the leader at httpAddr for a read index (see
 	// Node.ReadIndex).
 	ReadIndex(ctx context.Context, httpAddr string) (uint64, error)

@@ -21,6 +21,7 @@ import (
 
 	"github.com/lieur/lieur/binder"
 	"github.com/lieur/lieur/fsm"
+	"github.com/lieur/lieur/transport/consul"
 	"github.com/lieur/lieur/transport/httpapi"
 	"github.com/lieur/lieur/transport/raftnet"
 	"github.com/lieur/lieur/transport/tlsutil"
@@ -48,6 +49,9 @@ type AgentConfig struct {
 	AllowOrigins []string
 	// TLS: the HTTP API over TLS, Raft over mutual TLS (all three files).
 	TLS tlsutil.Files
+	// Datacenter is the binder's datacenter in the Consul views (default
+	// dc1): what ?dc= must name and what nodes and services carry.
+	Datacenter string
 	// Node holds the Raft and verification tuning; ID, DataDir, Peers,
 	// Join, Stream, Peer and Logger are filled in from the fields above.
 	Node binder.Config
@@ -91,6 +95,12 @@ func (c *AgentConfig) Validate() error {
 	}
 	if c.LogLevel == "" {
 		c.LogLevel = "info"
+	}
+	if c.Datacenter == "" {
+		c.Datacenter = consul.DefaultDatacenter
+	}
+	if err := consul.ValidateDatacenter(c.Datacenter); err != nil {
+		return fmt.Errorf("--datacenter: %w", err)
 	}
 	if err := c.TLS.Validate(); err != nil {
 		return err
@@ -217,16 +227,42 @@ func NewAgent(cfg AgentConfig, logger hclog.Logger) (*Agent, error) {
 	if cfg.Pprof {
 		opts = append(opts, httpapi.WithPprof())
 	}
+	consulOpts := []consul.Option{consul.WithAuth(auth)}
+	if len(cfg.AllowOrigins) > 0 {
+		consulOpts = append(consulOpts, consul.WithAllowedOrigins(cfg.AllowOrigins))
+	}
+	consulAPI, err := consul.NewServer(node, consul.Config{Datacenter: cfg.Datacenter}, logger.Named("consul"), consulOpts...)
+	if err != nil {
+		node.Close()
+		ln.Close()
+		return nil, err
+	}
 	a.http = &http.Server{
-		Handler:           httpapi.NewServer(node, logger.Named("http"), opts...),
+		Handler:           mountConsul(consulAPI, httpapi.NewServer(node, logger.Named("http"), opts...)),
 		ReadHeaderTimeout: 5 * time.Second,
 		ReadTimeout:       30 * time.Second,
-		// Long enough for the longest long poll, bounded all the same.
-		WriteTimeout: httpapi.MaxWait + 30*time.Second,
+		// Long enough for the longest long poll, bounded all the same:
+		// Consul's blocking queries wait up to 10 min and a jitter.
+		WriteTimeout: max(httpapi.MaxWait, consul.MaxBlockingTime) + 30*time.Second,
 		IdleTimeout:  2 * time.Minute,
 		ErrorLog:     logger.Named("http").StandardLogger(&hclog.StandardLoggerOptions{InferLevels: true}),
 	}
 	return a, nil
+}
+
+// mountConsul serves Consul's API paths (/v1/agent/, /v1/catalog/,
+// /v1/health/, /v1/status/... and the Consul endpoints lieur answers as
+// unsupported) with the Consul views, and everything else with lieur's
+// own API, on one port: CONSUL_HTTP_ADDR=<binder> is all a Consul client
+// needs.
+func mountConsul(consulAPI, lieurAPI http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if consul.Owns(r.URL.Path) {
+			consulAPI.ServeHTTP(w, r)
+			return
+		}
+		lieurAPI.ServeHTTP(w, r)
+	})
 }
 
 // Node is the agent's binder node.
@@ -314,6 +350,7 @@ from it and never bootstraps again.`,
 	f.BoolVar(&cfg.Pprof, "pprof", false, "serve runtime profiles at /debug/pprof/ on the HTTP address")
 	f.StringVar(&cfg.TokenFile, "token-file", "", "require tokens: a file of TOKEN ROLE lines (admin, register[:TYPE,...], read, cluster)")
 	f.BoolVar(&cfg.AuthReads, "auth-reads", false, "with --token-file, reads need a read token too")
+	f.StringVar(&cfg.Datacenter, "datacenter", consul.DefaultDatacenter, "the datacenter the Consul-compatible endpoints report (lower-case letters, digits, '_' and '-')")
 	f.StringSliceVar(&cfg.AllowOrigins, "allow-origin", nil, "web origins (https://host:port, or *) whose pages may call the API from a browser (CORS); repeatable; none by default")
 	f.StringVar(&cfg.TLS.Cert, "tls-cert", "", "this node's certificate (PEM): the API over TLS 1.3, Raft over mutual TLS")
 	f.StringVar(&cfg.TLS.Key, "tls-key", "", "the certificate's private key (PEM)")

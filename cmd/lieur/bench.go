@@ -284,8 +284,29 @@ func runBench(ctx context.Context, cfg benchConfig, mode string) (benchResult, e
 		return benchReports(ctx, cfg)
 	case "ceiling":
 		return benchCeiling(ctx, cfg)
+	case "watchers":
+		return benchWatchers(ctx, cfg, false)
+	case "consul-watchers":
+		return benchWatchers(ctx, cfg, true)
+	case "consul-health":
+		cfg.count = 0
+		if err := wl.setup(ctx, cfg.typ); err != nil {
+			return benchResult{}, fmt.Errorf("setup: %w", err)
+		}
+		return runLoad(ctx, cfg, mode, func(ctx context.Context, hc *http.Client, w, _ int) error {
+			_, err := send(ctx, hc, "GET", base(w)+"/v1/health/service/"+cfg.typ, nil, 200)
+			return err
+		}), nil
+	case "consul-register":
+		return runLoad(ctx, cfg, mode, func(ctx context.Context, hc *http.Client, w, seq int) error {
+			id := fmt.Sprintf("creg-%s-%d", benchRun, seq)
+			body := map[string]any{"ID": id, "Name": cfg.typ + "-c", "Address": "127.0.0.1", "Port": 1 + seq%65535, "Tags": []string{"bench"},
+				"Check": map[string]any{"CheckID": "service:" + id, "TTL": "30s", "Status": "passing"}}
+			_, err := send(ctx, hc, "PUT", base(w)+"/v1/agent/service/register", body, 200)
+			return err
+		}), nil
 	}
-	return benchResult{}, fmt.Errorf("unknown mode %q: want lookup, register, mixed, report or ceiling", mode)
+	return benchResult{}, fmt.Errorf("unknown mode %q: want lookup, register, mixed, report, ceiling, watchers, consul-health, consul-register or consul-watchers", mode)
 }
 
 // benchReports registers instances of a live server and of dead ports,
@@ -387,6 +408,11 @@ func newBenchCmd() *cobra.Command {
   report    --count down-reports, half of live instances, half of dead ones
   ceiling   a bare net/http handler returning a fixed 90-byte JSON body,
             load generator in this process: the HTTP/1.1 ceiling here
+  watchers  --clients blocking queries on one type, spread over the
+            binders, then one registration: how long until all answered
+  consul-health    GET /v1/health/service/TYPE (Consul's API) for --duration
+  consul-register  --count PUT /v1/agent/service/register with a TTL check
+  consul-watchers  watchers on Consul's /v1/health/service/TYPE
 
 --target etcd runs lookup, register and mixed against etcd's v3 JSON
 gateway (--binders are then etcd client URLs).`,
@@ -407,7 +433,7 @@ gateway (--binders are then etcd client URLs).`,
 			if cfg.clients < 1 {
 				return fmt.Errorf("--clients %d: want at least 1", cfg.clients)
 			}
-			if args[0] == "lookup" || args[0] == "mixed" || args[0] == "ceiling" {
+			if args[0] == "lookup" || args[0] == "mixed" || args[0] == "ceiling" || args[0] == "consul-health" {
 				cfg.count = 0
 			}
 			res, err := runBench(cmd.Context(), cfg, args[0])

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"slices"
 	"strings"
 
 	"github.com/lieur/lieur/fsm"
@@ -111,22 +112,69 @@ func (a *Auth) enabled() bool { return a != nil && len(a.tokens) > 0 }
 // in constant time, whatever matches, so timing does not tell how much of
 // a guess was right.
 func (a *Auth) identify(r *http.Request) (*Token, bool) {
-	h := r.Header.Get("Authorization")
-	// The scheme is case-insensitive (RFC 9110); the token is not.
-	if len(h) < 7 || !strings.EqualFold(h[:7], "Bearer ") {
-		return nil, false
-	}
-	secret := strings.TrimSpace(h[7:])
+	secret := TokenFromHeader(r, "Authorization")
 	if secret == "" {
 		return nil, false
 	}
+	return a.lookup(secret), true
+}
+
+// lookup returns the configured token equal to secret, nil if none,
+// comparing every token in constant time.
+func (a *Auth) lookup(secret string) *Token {
 	var found *Token
 	for i := range a.tokens {
 		if subtle.ConstantTimeCompare([]byte(secret), a.tokens[i].secret) == 1 {
 			found = &a.tokens[i]
 		}
 	}
-	return found, true
+	return found
+}
+
+// The helpers below let another front door (transport/consul) check the
+// same tokens with its own header names and its own error bodies; lieur's
+// API itself goes through allow.
+
+// Enabled reports whether tokens are checked at all: false for a nil Auth
+// or a token file without tokens.
+func (a *Auth) Enabled() bool { return a.enabled() }
+
+// TokenFromHeader returns the token a request carries in the header name,
+// "" when it carries none. "Authorization" is read as lieur reads it,
+// "Bearer <token>" with the scheme in any case; any other header (such as
+// "X-Consul-Token") holds the bare token.
+func TokenFromHeader(r *http.Request, name string) string {
+	h := r.Header.Get(name)
+	if !strings.EqualFold(name, "Authorization") {
+		return strings.TrimSpace(h)
+	}
+	// The scheme is case-insensitive (RFC 9110); the token is not.
+	if len(h) < 7 || !strings.EqualFold(h[:7], "Bearer ") {
+		return ""
+	}
+	return strings.TrimSpace(h[7:])
+}
+
+// Identify returns the role of the configured token equal to secret and,
+// for a register token bound to service types, those types sorted (nil: it
+// may act on any type). ok is false when no configured token matches.
+// Tokens are compared as for lieur's own API, in constant time.
+func (a *Auth) Identify(secret string) (role Role, types []string, ok bool) {
+	if a == nil || secret == "" {
+		return RoleNone, nil, false
+	}
+	tok := a.lookup(secret)
+	if tok == nil {
+		return RoleNone, nil, false
+	}
+	if tok.role == RoleRegister && tok.types != nil {
+		types = make([]string, 0, len(tok.types))
+		for t := range tok.types {
+			types = append(types, t)
+		}
+		slices.Sort(types)
+	}
+	return tok.role, types, true
 }
 
 // allow checks that the request carries a token with at least need, and,

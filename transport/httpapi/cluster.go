@@ -88,15 +88,18 @@ func (s *Server) internalApply(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, wire.IndexResponse{Index: idx})
 }
 
-// internalCheckUpdate is the leader's side of a forwarded ttl check report.
+// internalCheckUpdate is the leader's side of a forwarded ttl check report:
+// it answers the index of the status change (0: none), so the forwarding
+// node's next reads reflect it.
 func (s *Server) internalCheckUpdate(w http.ResponseWriter, r *http.Request) {
 	var req wire.CheckUpdateRequest
 	if !decodeBody(w, r, &req) {
 		return
 	}
-	if err := s.b.CheckUpdate(r.Context(), r.PathValue("id"), req.Status, req.Output, s.scope(r)); err != nil {
+	idx, err := s.b.CheckUpdateIndex(r.Context(), r.PathValue("id"), req.Status, req.Output, s.scope(r))
+	if err != nil {
 		s.fail(w, r, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, map[string]string{"updated": r.PathValue("id")})
+	writeJSON(w, http.StatusOK, wire.IndexResponse{Index: idx})
 }

@@ -117,13 +117,15 @@ func (p *PeerClient) Heartbeat(ctx context.Context, httpAddr, id string, scope [
 }
 
 // CheckUpdate forwards a ttl check's report to the leader at httpAddr.
-func (p *PeerClient) CheckUpdate(ctx context.Context, httpAddr, checkID, status, output string, scope []string) error {
+func (p *PeerClient) CheckUpdate(ctx context.Context, httpAddr, checkID, status, output string, scope []string) (uint64, error) {
 	var h http.Header
 	if scope != nil {
 		h = http.Header{wire.HeaderScope: {strings.Join(scope, ",")}}
 	}
-	return p.doWith(ctx, http.MethodPut, p.base(httpAddr)+"/v1/internal/check/"+url.PathEscape(checkID), h,
-		wire.CheckUpdateRequest{Status: status, Output: output}, nil)
+	var resp wire.IndexResponse
+	err := p.doWith(ctx, http.MethodPut, p.base(httpAddr)+"/v1/internal/check/"+url.PathEscape(checkID), h,
+		wire.CheckUpdateRequest{Status: status, Output: output}, &resp)
+	return resp.Index, err
 }
 
 // ReadIndex asks the leader at httpAddr for a read index.
