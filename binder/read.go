@@ -29,8 +29,11 @@ func (n *Node) TypeOf(id string) (string, bool) {
 	return inst.Type, ok
 }
 
-// TypeIndex is the index of the last change to typ.
+// TypeIndex is the index of the last change to typ, once this node has
+// applied the writes it forwarded (as every read does): an answer cached
+// under that index is then as fresh as a read.
 func (n *Node) TypeIndex(typ string) uint64 {
+	n.atReadFloor()
 	_, idx := n.fsm.InstancesOf(typ)
 	return idx
 }

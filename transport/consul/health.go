@@ -1,9 +1,12 @@
 package consul
 
 import (
+	"encoding/json"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
+	"sync"
 
 	"github.com/lieur/lieur/binder"
 	"github.com/lieur/lieur/fsm"
@@ -81,8 +84,21 @@ func (s *Server) healthService(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	list, idx := s.b.ServicesOf(name)
 	want := r.URL.Query()["tag"]
+	// The answer is a function of the type's instances (its index) and
+	// the filters: encoded once per change, as lieur's lookups are.
+	key := name + "\x00" + strconv.FormatBool(onlyPassing) + "\x00" + strings.Join(canonicalTags(want), "\x00")
+	cacheable := nodeMetaMatch(r)
+	if cacheable {
+		if body, idx, hit := s.answers.get(key, s.b.TypeIndex(name)); hit {
+			s.setMeta(w, q, idx)
+			w.Header().Set("Content-Type", "application/json")
+			w.WriteHeader(http.StatusOK)
+			_, _ = w.Write(body)
+			return
+		}
+	}
+	list, idx := s.b.ServicesOf(name)
 	out := make([]healthEntry, 0, len(list))
 	if nodeMetaMatch(r) {
 		for i := range list {
@@ -92,8 +108,74 @@ func (s *Server) healthService(w http.ResponseWriter, r *http.Request) {
 			}
 		}
 	}
+	body, err := json.Marshal(out)
+	if err != nil {
+		writeError(w, http.StatusInternalServerError, "", err.Error())
+		return
+	}
+	body = append(body, '\n')
+	if cacheable {
+		s.answers.put(key, idx, body)
+	}
 	s.setMeta(w, q, idx)
-	writeJSON(w, http.StatusOK, out)
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(http.StatusOK)
+	_, _ = w.Write(body)
+}
+
+// canonicalTags sorts and dedupes tag filters, compared without case as
+// hasTags does, so equivalent queries share one cached answer.
+func canonicalTags(tags []string) []string {
+	out := make([]string, 0, len(tags))
+	for _, t := range tags {
+		out = append(out, strings.ToLower(t))
+	}
+	slices.Sort(out)
+	return slices.Compact(out)
+}
+
+// answerCache memoises encoded answers by query, each valid while the
+// index it was built at is the type's current one. It holds at most
+// maxCachedAnswers queries and maxCachedBytes: beyond, answers are built
+// each time, so made-up filters cannot grow it.
+type answerCache struct {
+	mu    sync.Mutex
+	m     map[string]cachedAnswer
+	bytes int
+}
+
+type cachedAnswer struct {
+	index uint64
+	body  []byte
+}
+
+const (
+	maxCachedAnswers = 4096
+	maxCachedBytes   = 64 << 20
+)
+
+func (c *answerCache) get(key string, index uint64) ([]byte, uint64, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	a, ok := c.m[key]
+	if !ok || a.index != index {
+		return nil, 0, false
+	}
+	return a.body, a.index, true
+}
+
+func (c *answerCache) put(key string, index uint64, body []byte) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.m == nil {
+		c.m = map[string]cachedAnswer{}
+	}
+	old, had := c.m[key]
+	if !had && len(c.m) >= maxCachedAnswers || c.bytes-len(old.body)+len(body) > maxCachedBytes {
+		return
+	}
+	c.bytes += len(body) - len(old.body)
+	c.m[key] = cachedAnswer{index: index, body: body}
 }
 
 // GET /v1/health/checks/{name}: the checks of the service's instances.

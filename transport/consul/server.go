@@ -94,6 +94,7 @@ type Server struct {
 	mux     *http.ServeMux
 	routes  *http.ServeMux
 	waiters chan struct{}
+	answers answerCache // /v1/health/service answers, per query
 }
 
 // Option configures a Server.
