@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math/rand/v2"
 	"net"
 	"net/http"
 	"slices"
@@ -36,6 +37,10 @@ import (
 // and a failover restarts every schedule with a grace period. The cost is
 // the leader's: a check is one dial or request per interval.
 
+// maxConcurrentProbes bounds the tcp and http checks the leader runs at
+// once; the others wait their turn.
+const maxConcurrentProbes = 256
+
 // checkRun is the leader's state of one check.
 type checkRun struct {
 	instID        string
@@ -49,13 +54,22 @@ type checkRun struct {
 	failures      int
 	criticalSince time.Time // zero unless critical
 	removing      bool
+	renewed       time.Time // last report (ttl)
+	expiredAt     time.Time // when its expiry was decided (ttl)
 }
+
+// renewedBefore reports whether the last report came before the expiry
+// being written now was decided.
+func (r *checkRun) renewedBefore(time.Time) bool { return !r.renewed.After(r.expiredAt) }
 
 type checker struct {
 	mu      sync.Mutex
 	active  bool
 	byCheck map[string]*checkRun
 	byInst  map[string][]string
+	// touched, between start and merge, holds the instances observe saw
+	// change: merge must not bring back an older version of them.
+	touched map[string]bool
 }
 
 func newChecker() *checker {
@@ -64,7 +78,12 @@ func newChecker() *checker {
 
 func (c *checker) addLocked(inst fsm.Instance, now time.Time) {
 	for _, def := range inst.Checks {
+		// Probes of many checks start spread over their interval, not all
+		// in one tick (a new leader takes over every check at once).
 		r := &checkRun{instID: inst.ID, regIndex: inst.Index, def: def, status: def.Status, nextRun: now}
+		if def.IntervalMillis > 0 {
+			r.nextRun = now.Add(rand.N(time.Duration(def.IntervalMillis) * time.Millisecond))
+		}
 		if def.Kind == fsm.CheckTTL {
 			r.deadline = now.Add(time.Duration(def.TTLMillis) * time.Millisecond)
 		}
@@ -87,13 +106,33 @@ func (c *checker) dropLocked(instID string) {
 
 // activate starts every check afresh: a full TTL of grace, probes now.
 func (c *checker) activate(insts []fsm.Instance, now time.Time) {
+	c.start()
+	c.merge(insts, now)
+}
+
+// start begins a leadership term's checks: from now on observe records
+// every change. Call it before reading the table that merge takes, so
+// that a change applied in between is not lost.
+func (c *checker) start() {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.active = true
 	c.byCheck, c.byInst = map[string]*checkRun{}, map[string][]string{}
+	c.touched = map[string]bool{}
+}
+
+// merge adds the checks of a table read after start, except those of
+// instances observe has seen change since (it holds a newer version, or
+// none), and ends the window.
+func (c *checker) merge(insts []fsm.Instance, now time.Time) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
 	for _, inst := range insts {
-		c.addLocked(inst, now)
+		if !c.touched[inst.ID] {
+			c.addLocked(inst, now)
+		}
 	}
+	c.touched = nil
 }
 
 func (c *checker) deactivate() {
@@ -111,6 +150,9 @@ func (c *checker) observe(ch fsm.Change, now time.Time) {
 		return
 	}
 	inst := ch.Instance
+	if c.touched != nil {
+		c.touched[inst.ID] = true
+	}
 	switch ch.Kind {
 	case fsm.Added:
 		c.dropLocked(inst.ID)
@@ -118,6 +160,12 @@ func (c *checker) observe(ch fsm.Change, now time.Time) {
 	case fsm.Removed:
 		c.dropLocked(inst.ID)
 	case fsm.HealthChanged:
+		if _, known := c.byInst[inst.ID]; !known {
+			// Changed before merge could add it: the change carries the
+			// whole instance.
+			c.addLocked(inst, now)
+			return
+		}
 		for _, def := range inst.Checks {
 			r := c.byCheck[def.ID]
 			if r == nil || r.instID != inst.ID {
@@ -159,6 +207,7 @@ func (c *checker) due(now time.Time) []checkAction {
 		case r.def.Kind == fsm.CheckTTL && r.status != fsm.StatusCritical && now.After(r.deadline):
 			// Once: the status change comes back through observe.
 			r.deadline = now.Add(time.Duration(r.def.TTLMillis) * time.Millisecond)
+			r.expiredAt = now
 			out = append(out, checkAction{run: *r, status: fsm.StatusCritical, output: "TTL expired"})
 		case (r.def.Kind == fsm.CheckTCP || r.def.Kind == fsm.CheckHTTP) && !r.running && !now.Before(r.nextRun):
 			r.running = true
@@ -170,12 +219,13 @@ func (c *checker) due(now time.Time) []checkAction {
 }
 
 // result records a probe's outcome and says which status, if any, the
-// check must move to.
-func (c *checker) result(checkID string, instID string, status string) (string, bool) {
+// check must move to. A result for a registration replaced meanwhile is
+// dropped: it measured the old definition.
+func (c *checker) result(checkID, instID string, regIndex uint64, status string) (string, bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	r := c.byCheck[checkID]
-	if r == nil || r.instID != instID {
+	if r == nil || r.instID != instID || r.regIndex != regIndex {
 		return "", false
 	}
 	r.running = false
@@ -198,12 +248,31 @@ func (c *checker) result(checkID string, instID string, status string) (string, 
 	return "", false
 }
 
+// stillExpired reports whether a ttl check's deadline is still passed: a
+// report that came while its expiry was on its way renewed it.
+func (c *checker) stillExpired(checkID, instID string, regIndex uint64, now time.Time) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	r := c.byCheck[checkID]
+	return r != nil && r.instID == instID && r.regIndex == regIndex && r.renewedBefore(now)
+}
+
+// removalFailed lets a later tick try the removal again.
+func (c *checker) removalFailed(checkID, instID string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if r := c.byCheck[checkID]; r != nil && r.instID == instID {
+		r.removing = false
+	}
+}
+
 // renew records a ttl check's report.
 func (c *checker) renew(checkID, instID string, now time.Time) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if r := c.byCheck[checkID]; r != nil && r.instID == instID {
 		r.deadline = now.Add(time.Duration(r.def.TTLMillis) * time.Millisecond)
+		r.renewed = now
 	}
 }
 
@@ -245,13 +314,23 @@ func (n *Node) act(a checkAction) {
 		_, err := n.apply(ctx, fsm.RemoveCmd{ID: r.instID, RegIndex: r.regIndex, Reason: fsm.ReasonCriticalTooLong}, true)
 		if err != nil && !errors.Is(err, ErrUnknownID) && !errors.Is(err, ErrSuperseded) {
 			n.log.Warn("removal of a critical instance not committed", "id", r.instID, "error", err)
+			n.checks.removalFailed(r.def.ID, r.instID)
 		}
 	case a.probe:
+		select {
+		case n.probeSlots <- struct{}{}:
+		case <-n.ctx.Done():
+			return
+		}
 		status, output := n.probeCheck(r.def)
-		if next, move := n.checks.result(r.def.ID, r.instID, status); move {
+		<-n.probeSlots
+		if next, move := n.checks.result(r.def.ID, r.instID, r.regIndex, status); move {
 			n.setCheckStatus(ctx, r.instID, r.regIndex, r.def.ID, next, output)
 		}
 	default:
+		if !n.checks.stillExpired(r.def.ID, r.instID, r.regIndex, time.Now()) {
+			return // reported meanwhile
+		}
 		n.setCheckStatus(ctx, r.instID, r.regIndex, r.def.ID, a.status, a.output)
 	}
 }
@@ -307,8 +386,10 @@ func (n *Node) probeCheck(def fsm.Check) (string, string) {
 		return fsm.StatusCritical, fmt.Sprintf("HTTP %s %s: %v", method, def.Target, err)
 	}
 	defer resp.Body.Close()
-	body, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
-	output := fmt.Sprintf("HTTP %s %s: %s Output: %s", method, def.Target, resp.Status, strings.ToValidUTF8(string(body), "?"))
+	// The body is not kept: the leader runs every check, and whoever can
+	// read the table must not read through it what the leader can reach.
+	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
+	output := fmt.Sprintf("HTTP %s %s: %s", method, def.Target, resp.Status)
 	switch {
 	case resp.StatusCode >= 200 && resp.StatusCode < 300:
 		return fsm.StatusPassing, output
@@ -352,6 +433,19 @@ func (n *Node) CheckUpdateIndex(ctx context.Context, checkID, status, output str
 		n.raiseReadFloor(idx)
 	}
 	return idx, err
+}
+
+// CheckUpdateOnLeader is the leader's side of a forwarded report: it never
+// forwards again (ErrNotLeader when this node no longer leads), so a
+// report cannot bounce between binders.
+func (n *Node) CheckUpdateOnLeader(ctx context.Context, checkID, status, output string, scope []string) (uint64, error) {
+	if err := invalid(fsm.Validate(fsm.CheckStatusCmd{ID: "x", CheckID: checkID, Status: status, Output: output})); err != nil {
+		return 0, err
+	}
+	if n.raft.State() != raft.Leader {
+		return 0, ErrNotLeader
+	}
+	return n.checkUpdateLocal(ctx, checkID, status, output, scope)
 }
 
 func (n *Node) checkUpdateLocal(ctx context.Context, checkID, status, output string, scope []string) (uint64, error) {

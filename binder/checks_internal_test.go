@@ -157,3 +157,22 @@ func (b *syncBuffer) String() string {
 	defer b.mu.Unlock()
 	return b.buf.String()
 }
+
+// The leader runs every check: a tcp or http check may only reach its own
+// instance's address, or anyone who can register could make the leader
+// connect anywhere it can reach.
+func TestChecksOnlyReachTheirInstance(t *testing.T) {
+	for name, target := range map[string]fsm.Check{
+		"metadata service": {ID: "h", Kind: fsm.CheckHTTP, IntervalMillis: 1000, Target: "http://169.254.169.254/latest/meta-data/", Status: fsm.StatusCritical},
+		"leader loopback":  {ID: "t", Kind: fsm.CheckTCP, IntervalMillis: 1000, Target: "127.0.0.2:22", Status: fsm.StatusCritical},
+	} {
+		r := Registration{ID: "a", Type: "web", Address: "127.0.0.1", Port: 1, Checks: []fsm.Check{target}}
+		err := r.Normalize()
+		assert.ErrorIs(t, err, ErrInvalid, name)
+		assert.ErrorContains(t, err, "may only reach its own instance", name)
+	}
+	ok := Registration{ID: "a", Type: "web", Address: "10.0.0.5", Port: 1, Checks: []fsm.Check{
+		{ID: "h", Kind: fsm.CheckHTTP, IntervalMillis: 1000, Target: "https://10.0.0.5:8443/health", Status: fsm.StatusCritical},
+		{ID: "t", Kind: fsm.CheckTCP, IntervalMillis: 1000, Target: "10.0.0.5:5432", Status: fsm.StatusCritical}}}
+	assert.NoError(t, ok.Normalize())
+}

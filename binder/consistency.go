@@ -101,9 +101,12 @@ func (n *Node) watchLeadership() {
 				// leaders before this one serves consistent reads.
 				for n.ctx.Err() == nil && n.lead.current(gen) {
 					if err := n.raft.Barrier(10 * time.Second).Error(); err == nil {
+						// Observing first, then reading the table: a write
+						// applied in between is seen one way or the other.
+						n.checks.start()
 						all, _ := n.fsm.All()
 						n.leases.activate(all, time.Now())
-						n.checks.activate(all, time.Now())
+						n.checks.merge(all, time.Now())
 						if n.lead.markReady(gen) {
 							n.log.Info("leader ready: barrier applied; every lease starts afresh", "applied", n.fsm.Applied())
 							n.wg.Add(1)

@@ -76,6 +76,7 @@ type Node struct {
 	lead            leadership
 	leases          *leases
 	checks          *checker
+	probeSlots      chan struct{} // bounds the leader's concurrent check probes
 	// holdUntil (unix nanos): until then /v1/status reports that report
 	// removals were held because this binder seemed cut off.
 	holdUntil atomic.Int64
@@ -125,6 +126,7 @@ func New(cfg Config) (*Node, error) {
 		leaderSeen:  newNotifier(),
 		leases:      newLeases(),
 		checks:      newChecker(),
+		probeSlots:  make(chan struct{}, maxConcurrentProbes),
 		guardLogged: map[string]int{},
 		ctx:         ctx,
 		cancel:      cancel,

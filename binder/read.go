@@ -23,6 +23,16 @@ func (n *Node) Lookup(typ string) (fsm.Instance, error) {
 	return *list[i%uint64(len(list))], nil
 }
 
+// CheckOwner returns the instance that has check checkID, as this node
+// knows it.
+func (n *Node) CheckOwner(checkID string) (fsm.Instance, bool) {
+	id, ok := n.fsm.CheckOwner(checkID)
+	if !ok {
+		return fsm.Instance{}, false
+	}
+	return n.fsm.Get(id)
+}
+
 // TypeOf returns the type of instance id, as this node knows it.
 func (n *Node) TypeOf(id string) (string, bool) {
 	inst, ok := n.fsm.Get(id)

@@ -2,7 +2,10 @@ package binder
 
 import (
 	"fmt"
+	"net"
+	"net/url"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/lieur/lieur/fsm"
@@ -92,5 +95,40 @@ func (r *Registration) Normalize() error {
 	if err := invalid(fsm.Validate(fsm.RegisterCmd{ID: r.ID, Type: r.Type, Address: r.Address, Port: r.Port, Tags: r.Tags, Weights: r.Weights, Checks: r.Checks})); err != nil {
 		return err
 	}
+	for _, c := range r.Checks {
+		if err := checkTargetsInstance(c, r.Address); err != nil {
+			return err
+		}
+	}
 	return invalid(fsm.ValidateScope(r.Scope))
+}
+
+// checkTargetsInstance refuses a tcp or http check aimed anywhere but the
+// instance's own address. The leader runs every check: a check could
+// otherwise make it connect to whatever it can reach (its own loopback, a
+// cloud metadata service, an internal network) on the registrant's behalf,
+// which Consul, running checks on the application's host, does not risk.
+func checkTargetsInstance(c fsm.Check, address string) error {
+	var host string
+	switch c.Kind {
+	case fsm.CheckTCP:
+		host, _, _ = net.SplitHostPort(c.Target)
+	case fsm.CheckHTTP:
+		if u, err := url.Parse(c.Target); err == nil {
+			host = u.Hostname()
+		}
+	default:
+		return nil
+	}
+	if !sameHost(host, address) {
+		return fmt.Errorf("%w: check %q targets %q, not the instance's address %q: the leader runs checks, so a check may only reach its own instance", ErrInvalid, c.ID, host, address)
+	}
+	return nil
+}
+
+func sameHost(a, b string) bool {
+	if ia, ib := net.ParseIP(a), net.ParseIP(b); ia != nil && ib != nil {
+		return ia.Equal(ib)
+	}
+	return strings.EqualFold(strings.TrimSuffix(a, "."), strings.TrimSuffix(b, "."))
 }

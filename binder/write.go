@@ -116,6 +116,11 @@ func (n *Node) apply(ctx context.Context, cmd fsm.Command, idempotent bool) (uin
 	if err := fsm.Validate(cmd); err != nil {
 		return 0, fmt.Errorf("%w: %v", ErrInvalid, err)
 	}
+	// Checked here too, not only by the leader: a leader of an older
+	// build would drop what it does not know (tags, checks) and answer 200.
+	if need := formatNeeded(cmd); need > 1 && n.clusterFormat() < need {
+		return 0, fmt.Errorf("%w: log format %d needed, the cluster is at %d (a member runs an older build)", ErrUpgrading, need, n.clusterFormat())
+	}
 	data, err := fsm.Encode(cmd)
 	if err != nil {
 		return 0, err

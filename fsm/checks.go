@@ -6,6 +6,7 @@ import (
 	"net"
 	"net/url"
 	"sort"
+	"strings"
 	"unicode/utf8"
 )
 
@@ -126,8 +127,12 @@ func validStatus(s string) bool {
 	return s == StatusPassing || s == StatusWarning || s == StatusCritical
 }
 
-// validateChecks checks an instance's tags, weights and checks.
-func validateChecks(tags []string, w *Weights, checks []Check) error {
+// validateChecks checks an instance's tags, weights and checks. Check ids
+// name one check cluster-wide; those of Consul's default form,
+// "service:<id>[:<n>]", must name this instance, so that one registrant
+// cannot take the default ids of another's instances; "lieur:" is lieur's
+// (the checks it shows for instances without any).
+func validateChecks(id string, tags []string, w *Weights, checks []Check) error {
 	if len(tags) > MaxTagsPerInst {
 		return fmt.Errorf("%d tags, at most %d allowed", len(tags), MaxTagsPerInst)
 	}
@@ -149,6 +154,15 @@ func validateChecks(tags []string, w *Weights, checks []Check) error {
 		}
 		if seen[c.ID] {
 			return fmt.Errorf("check id %q given twice", c.ID)
+		}
+		if rest, ok := strings.CutPrefix(c.ID, "service:"); ok && rest != id {
+			n, own := strings.CutPrefix(rest, id+":")
+			if !own || n == "" || strings.Trim(n, "0123456789") != "" {
+				return fmt.Errorf("check id %q: a service: check id must name this instance (service:%s or service:%s:N)", c.ID, id, id)
+			}
+		}
+		if strings.HasPrefix(c.ID, "lieur:") {
+			return fmt.Errorf("check id %q: the lieur: prefix is reserved", c.ID)
 		}
 		seen[c.ID] = true
 		if len(c.Name) > MaxTagLen || !printable(c.Name) || len(c.Notes) > MaxOutputLen || !printable(c.Notes) {

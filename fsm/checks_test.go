@@ -83,5 +83,29 @@ func TestCheckValidation(t *testing.T) {
 		assert.ErrorIs(t, err, ErrBadCommand, name)
 	}
 	assert.ErrorIs(t, Validate(withChecks("a", "web", 1, ttlCheck("c", StatusPassing), ttlCheck("c", StatusPassing))), ErrBadCommand, "duplicate check ids")
+	assert.ErrorIs(t, Validate(withChecks("a", "web", 1, ttlCheck("service:b", StatusPassing))), ErrBadCommand, "another instance's default check id")
+	assert.ErrorIs(t, Validate(withChecks("a", "web", 1, ttlCheck("service:a:x", StatusPassing))), ErrBadCommand)
+	assert.ErrorIs(t, Validate(withChecks("a", "web", 1, ttlCheck("lieur:a", StatusPassing))), ErrBadCommand, "reserved prefix")
+	assert.NoError(t, Validate(withChecks("a", "web", 1, ttlCheck("service:a", StatusPassing), ttlCheck("service:a:2", StatusPassing))))
 	assert.NoError(t, Validate(withChecks("a", "web", 1, Check{ID: "h", Kind: CheckHTTP, IntervalMillis: 1000, TimeoutMillis: 500, Target: "http://127.0.0.1:8080/health", Status: StatusCritical})))
+}
+
+// A restore that changes only an instance's health (same registration)
+// tells the observer, so that a node catching up through a snapshot wakes
+// the watchers of that type.
+func TestRestoreReportsHealthChanges(t *testing.T) {
+	src := New(nil)
+	require.NoError(t, apply(t, src, 1, withChecks("a", "web", 1, ttlCheck("service:a", StatusPassing))).Err)
+	stale := snapshotOf(t, src)
+	require.NoError(t, apply(t, src, 2, CheckStatusCmd{ID: "a", RegIndex: 1, CheckID: "service:a", Status: StatusCritical}).Err)
+	fresh := snapshotOf(t, src)
+
+	var got []Change
+	dst := New(func(_ uint64, cs []Change) { got = append(got, cs...) })
+	require.NoError(t, dst.Restore(io.NopCloser(bytes.NewReader(stale))))
+	got = nil
+	require.NoError(t, dst.Restore(io.NopCloser(bytes.NewReader(fresh))))
+	require.Len(t, got, 1)
+	assert.Equal(t, HealthChanged, got[0].Kind)
+	assert.Equal(t, StatusCritical, got[0].Instance.Status())
 }

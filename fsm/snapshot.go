@@ -219,8 +219,14 @@ func (f *FSM) Restore(rc io.ReadCloser) error {
 		}
 	}
 	for id, n := range byID {
-		if old, ok := oldByID[id]; !ok || old.Index != n.Index {
+		old, ok := oldByID[id]
+		switch {
+		case !ok || old.Index != n.Index:
 			changes = append(changes, Change{Kind: Added, Instance: *n, Index: n.Index})
+		case !sameHealth(old, n):
+			// Same registration, another health (a lease went stale, a
+			// check changed): its watchers must wake too.
+			changes = append(changes, Change{Kind: HealthChanged, Instance: *n, Index: data.LastChange})
 		}
 	}
 	sort.Slice(changes, func(i, j int) bool {
@@ -231,4 +237,18 @@ func (f *FSM) Restore(rc io.ReadCloser) error {
 	})
 	f.publish(data.Applied, changes)
 	return nil
+}
+
+// sameHealth reports whether two versions of one registration have the
+// same health: lease state, flaps, and every check's status and output.
+func sameHealth(a, b *Instance) bool {
+	if a.Health != b.Health || a.Flaps != b.Flaps || len(a.Checks) != len(b.Checks) {
+		return false
+	}
+	for i := range a.Checks {
+		if a.Checks[i].ID != b.Checks[i].ID || a.Checks[i].Status != b.Checks[i].Status || a.Checks[i].Output != b.Checks[i].Output {
+			return false
+		}
+	}
+	return true
 }

@@ -194,7 +194,7 @@ func validateInstance(inst *Instance) error {
 	if inst.Flaps < 0 {
 		return fmt.Errorf("flaps %d is negative", inst.Flaps)
 	}
-	if err := validateChecks(inst.Tags, inst.Weights, inst.Checks); err != nil {
+	if err := validateChecks(inst.ID, inst.Tags, inst.Weights, inst.Checks); err != nil {
 		return err
 	}
 	return ValidateMeta(inst.Meta)

@@ -89,8 +89,11 @@ func benchWatchers(ctx context.Context, cfg benchConfig, consul bool) (benchResu
 		}()
 	}
 	parked.Wait()
-	// Every request is written; wait until the binders count them waiting.
-	for {
+	// Every request is written; wait until the binders count them waiting
+	// (a watcher refused meanwhile, with 429 say, never will: give up
+	// waiting after a while and go on with those that did).
+	parkDeadline := time.Now().Add(30 * time.Second)
+	for time.Now().Before(parkDeadline) {
 		total := 0
 		for _, b := range cfg.binders {
 			total += int(waitersOf(ctx, hc, b))

@@ -186,16 +186,15 @@ func (s *Server) updateCheck(w http.ResponseWriter, r *http.Request, checkID, st
 	}
 }
 
-// checkOwner finds a check in this node's table. It scans the table, and
-// is only called to word an error.
+// checkOwner finds a check in this node's table through the table's
+// check index (a failed report must not cost a copy of the table).
 func (s *Server) checkOwner(checkID string) (fsm.Instance, fsm.Check, bool) {
-	list, _ := s.b.Services()
-	for _, inst := range list {
-		if c, ok := inst.CheckByID(checkID); ok {
-			return inst, c, true
-		}
+	inst, ok := s.b.CheckOwner(checkID)
+	if !ok {
+		return fsm.Instance{}, fsm.Check{}, false
 	}
-	return fsm.Instance{}, fsm.Check{}, false
+	c, ok := inst.CheckByID(checkID)
+	return inst, c, ok
 }
 
 // truncateOutput cuts an output to what the table keeps, as Consul cuts

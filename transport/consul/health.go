@@ -123,13 +123,12 @@ func (s *Server) healthService(w http.ResponseWriter, r *http.Request) {
 	_, _ = w.Write(body)
 }
 
-// canonicalTags sorts and dedupes tag filters, compared without case as
-// hasTags does, so equivalent queries share one cached answer.
+// canonicalTags sorts and dedupes tag filters, so that the same filters
+// in another order share one cached answer. Case is kept: folding it here
+// as hasTags compares (EqualFold) is not the same as lower-casing for every
+// rune, and a wrong answer is worse than a second entry.
 func canonicalTags(tags []string) []string {
-	out := make([]string, 0, len(tags))
-	for _, t := range tags {
-		out = append(out, strings.ToLower(t))
-	}
+	out := slices.Clone(tags)
 	slices.Sort(out)
 	return slices.Compact(out)
 }

@@ -26,5 +26,5 @@ func TestHealthAnswerCache(t *testing.T) {
 	c.put("big", 1, big)
 	_, _, ok = c.get("big", 1)
 	assert.False(t, ok, "beyond the byte budget nothing is cached")
-	assert.Equal(t, []string{"a", "b"}, canonicalTags([]string{"B", "a", "b"}))
+	assert.Equal(t, []string{"B", "a", "b"}, canonicalTags([]string{"b", "B", "a", "b"}))
 }

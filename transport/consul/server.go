@@ -26,6 +26,7 @@ type Binder interface {
 	ServicesOf(typ string) ([]fsm.Instance, uint64)
 	TypeIndex(typ string) uint64
 	TypeOf(id string) (string, bool)
+	CheckOwner(checkID string) (fsm.Instance, bool)
 	WaitIndex(ctx context.Context, typ string, after uint64) bool
 	ReadAllowed() error
 	ConsistentRead(ctx context.Context) error

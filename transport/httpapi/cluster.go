@@ -96,7 +96,7 @@ func (s *Server) internalCheckUpdate(w http.ResponseWriter, r *http.Request) {
 	if !decodeBody(w, r, &req) {
 		return
 	}
-	idx, err := s.b.CheckUpdateIndex(r.Context(), r.PathValue("id"), req.Status, req.Output, s.scope(r))
+	idx, err := s.b.CheckUpdateOnLeader(r.Context(), r.PathValue("id"), req.Status, req.Output, s.scope(r))
 	if err != nil {
 		s.fail(w, r, err)
 		return

@@ -55,7 +55,7 @@ type Binder interface {
 	ApplyLocal(ctx context.Context, command []byte) (uint64, error)
 	ApplyLocalBatch(ctx context.Context, commands [][]byte) []binder.Outcome
 	ClusterID() string
-	CheckUpdateIndex(ctx context.Context, checkID, status, output string, scope []string) (uint64, error)
+	CheckUpdateOnLeader(ctx context.Context, checkID, status, output string, scope []string) (uint64, error)
 }
 
 var _ Binder = (*binder.Node)(nil)
