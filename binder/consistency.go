@@ -104,8 +104,9 @@ func (n *Node) watchLeadership() {
 						// Observing first, then reading the table: a write
 						// applied in between is seen one way or the other.
 						n.checks.start()
+						n.leases.start()
 						all, _ := n.fsm.All()
-						n.leases.activate(all, time.Now())
+						n.leases.merge(all, time.Now())
 						n.checks.merge(all, time.Now())
 						if n.lead.markReady(gen) {
 							n.log.Info("leader ready: barrier applied; every lease starts afresh", "applied", n.fsm.Applied())

@@ -63,18 +63,41 @@ type leases struct {
 	active bool
 	byID   map[string]*lease
 	guard  map[string]int // type -> instances held back by the guard
+	// touched, between start and merge, holds the instances observe saw
+	// change: merge must not bring back an older version of them.
+	touched map[string]bool
 }
 
 func newLeases() *leases { return &leases{byID: map[string]*lease{}, guard: map[string]int{}} }
 
 // activate starts every lease of the table afresh: one full TTL of grace.
 func (l *leases) activate(insts []fsm.Instance, now time.Time) {
+	l.start()
+	l.merge(insts, now)
+}
+
+// start begins a leadership term's leases: from now on observe records
+// every change. Call it before reading the table that merge takes, so
+// that a registration applied in between is not lost.
+func (l *leases) start() {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	l.active = true
 	l.byID = map[string]*lease{}
 	l.guard = map[string]int{}
+	l.touched = map[string]bool{}
+}
+
+// merge grants the leases of a table read after start a full TTL, except
+// those observe has seen change since, and ends the window.
+func (l *leases) merge(insts []fsm.Instance, now time.Time) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	defer func() { l.touched = nil }()
 	for _, inst := range insts {
+		if l.touched[inst.ID] {
+			continue
+		}
 		if inst.TTLMillis > 0 {
 			ttl := time.Duration(inst.TTLMillis) * time.Millisecond
 			l.byID[inst.ID] = &lease{typ: inst.Type, regIndex: inst.Index, ttl: ttl, deadline: now.Add(ttl), renewedAt: now, healthySince: now}
@@ -98,6 +121,11 @@ func (l *leases) observe(c fsm.Change, now time.Time) {
 		return
 	}
 	inst := c.Instance
+	if l.touched != nil && (c.Kind == fsm.Added || c.Kind == fsm.Removed) {
+		// A health change keeps the registration: merge's version of it
+		// is as good as any.
+		l.touched[inst.ID] = true
+	}
 	switch c.Kind {
 	case fsm.Added:
 		delete(l.byID, inst.ID)

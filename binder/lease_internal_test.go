@@ -118,3 +118,25 @@ func TestMassExpiryGuardOverStaggeredDeadlines(t *testing.T) {
 	_, guarded := l.due(now.Add(1500*time.Millisecond), total)
 	assert.Equal(t, map[string]int{"m": 2}, guarded)
 }
+
+// A registration applied between a new leader's start of its leases and
+// its reading of the table keeps its lease: observed, not lost.
+func TestLeasesStartThenMergeLosesNothing(t *testing.T) {
+	l := newLeases()
+	now := time.Now()
+	l.start()
+	// Applied after start, before the table is read: observed.
+	late := fsm.Instance{ID: "late", Type: "t", Index: 9, TTLMillis: 5000}
+	l.observe(fsm.Change{Kind: fsm.Added, Instance: late}, now)
+	// Removed after start: the table read later may still hold it.
+	gone := fsm.Instance{ID: "gone", Type: "t", Index: 3, TTLMillis: 5000}
+	l.observe(fsm.Change{Kind: fsm.Removed, Instance: gone}, now)
+	// The table as read, a moment older than what observe saw.
+	l.merge([]fsm.Instance{{ID: "old", Type: "t", Index: 2, TTLMillis: 5000}, gone}, now)
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	assert.Contains(t, l.byID, "late")
+	assert.Contains(t, l.byID, "old")
+	assert.NotContains(t, l.byID, "gone", "merge brought back a removed instance")
+	assert.Nil(t, l.touched, "the window is closed")
+}
