@@ -22,6 +22,7 @@ import (
 	"github.com/lieur/lieur/binder"
 	"github.com/lieur/lieur/fsm"
 	"github.com/lieur/lieur/transport/consul"
+	dnsfront "github.com/lieur/lieur/transport/dns"
 	"github.com/lieur/lieur/transport/httpapi"
 	"github.com/lieur/lieur/transport/raftnet"
 	"github.com/lieur/lieur/transport/tlsutil"
@@ -52,6 +53,12 @@ type AgentConfig struct {
 	// Datacenter is the binder's datacenter in the Consul views (default
 	// dc1): what ?dc= must name and what nodes and services carry.
 	Datacenter string
+	// DNSAddr, when set, serves DNS on this host:port over UDP and TCP
+	// (see docs/dns.md); DNSDomain is the zone (default lieur.) and DNSTTL
+	// every record's TTL (default 0: resolvers ask every time).
+	DNSAddr   string
+	DNSDomain string
+	DNSTTL    time.Duration
 	// Node holds the Raft and verification tuning; ID, DataDir, Peers,
 	// Join, Stream, Peer and Logger are filled in from the fields above.
 	Node binder.Config
@@ -105,6 +112,17 @@ func (c *AgentConfig) Validate() error {
 	if err := c.TLS.Validate(); err != nil {
 		return err
 	}
+	if c.DNSAddr != "" {
+		// The host may be empty (every interface): DNS is not advertised.
+		if _, port, err := net.SplitHostPort(c.DNSAddr); err != nil || port == "" {
+			return fmt.Errorf("--dns-addr %q: want host:port", c.DNSAddr)
+		}
+	}
+	dnsCfg, err := dnsfront.NormalizeConfig(dnsfront.Config{Domain: c.DNSDomain, TTL: c.DNSTTL})
+	if err != nil {
+		return fmt.Errorf("--dns-domain/--dns-ttl: %w", err)
+	}
+	c.DNSDomain, c.DNSTTL = dnsCfg.Domain, dnsCfg.TTL
 	if hclog.LevelFromString(c.LogLevel) == hclog.NoLevel {
 		return fmt.Errorf("--log-level %q: want trace, debug, info, warn or error", c.LogLevel)
 	}
@@ -160,6 +178,7 @@ type Agent struct {
 	peer  *httpapi.PeerClient
 	http  *http.Server
 	ln    net.Listener
+	dns   *dnsfront.Server // nil without --dns-addr
 	close sync.Once
 }
 
@@ -220,6 +239,19 @@ func NewAgent(cfg AgentConfig, logger hclog.Logger) (*Agent, error) {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	reg.MustRegister(node.Collectors()...)
+	if cfg.DNSAddr != "" {
+		dnsSrv, err := dnsfront.New(node, dnsfront.Config{Domain: cfg.DNSDomain, TTL: cfg.DNSTTL}, logger.Named("dns"))
+		if err == nil {
+			err = dnsSrv.Listen(cfg.DNSAddr)
+		}
+		if err != nil {
+			node.Close()
+			ln.Close()
+			return nil, err
+		}
+		a.dns = dnsSrv
+		reg.MustRegister(dnsSrv.Collectors()...)
+	}
 	opts := []httpapi.Option{httpapi.WithAuth(auth), httpapi.WithMetrics(reg)}
 	if len(cfg.AllowOrigins) > 0 {
 		opts = append(opts, httpapi.WithAllowedOrigins(cfg.AllowOrigins))
@@ -233,6 +265,9 @@ func NewAgent(cfg AgentConfig, logger hclog.Logger) (*Agent, error) {
 	}
 	consulAPI, err := consul.NewServer(node, consul.Config{Datacenter: cfg.Datacenter}, logger.Named("consul"), consulOpts...)
 	if err != nil {
+		if a.dns != nil {
+			a.dns.Close()
+		}
 		node.Close()
 		ln.Close()
 		return nil, err
@@ -271,6 +306,14 @@ func (a *Agent) Node() *binder.Node { return a.node }
 // Run serves until ctx ends, then stops gracefully.
 func (a *Agent) Run(ctx context.Context) error {
 	errc := make(chan error, 1)
+	var dnsErr <-chan error // nil without DNS: never ready
+	if a.dns != nil {
+		if err := a.dns.Start(); err != nil {
+			a.Close()
+			return err
+		}
+		dnsErr = a.dns.Err()
+	}
 	go func() {
 		if err := a.http.Serve(a.ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			errc <- fmt.Errorf("http serve: %w", err)
@@ -284,6 +327,7 @@ func (a *Agent) Run(ctx context.Context) error {
 	case <-ctx.Done():
 	case err = <-errc:
 	case err = <-runErr:
+	case err = <-dnsErr:
 	}
 	if cerr := a.Close(); err == nil {
 		err = cerr
@@ -297,6 +341,10 @@ func (a *Agent) Close() error {
 	var err error
 	a.close.Do(func() {
 		a.log.Info("stopping")
+		if a.dns != nil {
+			// First: it reads the node's memory, which must outlive it.
+			a.dns.Close()
+		}
 		err = a.node.Close()
 		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
 		defer cancel()
@@ -355,6 +403,9 @@ from it and never bootstraps again.`,
 	f.StringVar(&cfg.TLS.Cert, "tls-cert", "", "this node's certificate (PEM): the API over TLS 1.3, Raft over mutual TLS")
 	f.StringVar(&cfg.TLS.Key, "tls-key", "", "the certificate's private key (PEM)")
 	f.StringVar(&cfg.TLS.CA, "tls-ca", "", "the CA that signs every node's certificate (PEM)")
+	f.StringVar(&cfg.DNSAddr, "dns-addr", "", "serve DNS (UDP and TCP) on this host:port; off when empty")
+	f.StringVar(&cfg.DNSDomain, "dns-domain", dnsfront.DefaultDomain, "the DNS zone served: <type>.service.<domain>")
+	f.DurationVar(&cfg.DNSTTL, "dns-ttl", 0, "TTL of DNS answers and of negative caching (whole seconds)")
 	f.DurationVar(&cfg.Node.HeartbeatTimeout, "heartbeat-timeout", 350*time.Millisecond, "Raft heartbeat timeout")
 	f.DurationVar(&cfg.Node.ElectionTimeout, "election-timeout", 350*time.Millisecond, "Raft election timeout")
 	f.DurationVar(&cfg.Node.LeaderLeaseTimeout, "leader-lease-timeout", 175*time.Millisecond, "Raft leader lease timeout")

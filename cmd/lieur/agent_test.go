@@ -2,6 +2,7 @@ package main
 
 import (
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -34,6 +35,14 @@ func TestAgentConfigValidate(t *testing.T) {
 			c.AllowOrigins = []string{"https://ui.example/app"}
 		}, "--allow-origin"},
 		{"origin without scheme", func(c *AgentConfig) { c.Peers = "n1=127.0.0.1:7001"; c.AllowOrigins = []string{"ui.example"} }, "--allow-origin"},
+		{"dns", func(c *AgentConfig) {
+			c.Peers = "n1=127.0.0.1:7001"
+			c.DNSAddr = "127.0.0.1:8600"
+			c.DNSDomain = "Corp.Example"
+		}, ""},
+		{"dns without port", func(c *AgentConfig) { c.Peers = "n1=127.0.0.1:7001"; c.DNSAddr = "127.0.0.1" }, "--dns-addr"},
+		{"dns fractional ttl", func(c *AgentConfig) { c.Peers = "n1=127.0.0.1:7001"; c.DNSTTL = 1500 * time.Millisecond }, "ttl"},
+		{"dns bad domain", func(c *AgentConfig) { c.Peers = "n1=127.0.0.1:7001"; c.DNSDomain = "a_b." }, "domain"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

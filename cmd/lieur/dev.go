@@ -26,6 +26,9 @@ type devNode struct {
 	RaftAddr string `json:"raft_addr"`
 	HTTPAddr string `json:"http_addr"`
 	DataDir  string `json:"data_dir"`
+	// DNSAddr: every dev agent serves DNS (UDP and TCP); layouts saved
+	// before it existed get one on load.
+	DNSAddr string `json:"dns_addr,omitempty"`
 }
 
 type devLayout struct {
@@ -41,7 +44,8 @@ func newDevCmd() *cobra.Command {
 		Use:   "dev",
 		Short: "Run a local cluster of agents, restarting any that dies",
 		Long: `Start N agents as child processes on free loopback ports, print
-LIEUR_BINDERS=... for clients, restart at once (same id, ports and data dir)
+LIEUR_BINDERS=... for clients and LIEUR_DNS=host:port (every agent serves
+DNS, see docs/dns.md), restart at once (same id, ports and data dir)
 any agent that dies, and stop them all on Ctrl-C.
 
 Without --data-dir the cluster lives in a temporary directory removed on exit.
@@ -100,11 +104,22 @@ func loadOrCreateLayout(dir string, n int) (devLayout, error) {
 		if len(l.Nodes) != n {
 			return l, fmt.Errorf("%s holds a cluster of %d nodes, not %d: use another --data-dir", path, len(l.Nodes), n)
 		}
-		return l, nil
+		if l.Nodes[0].DNSAddr != "" {
+			return l, nil
+		}
+		ports, err := freePorts(n)
+		if err != nil {
+			return l, err
+		}
+		for i := range l.Nodes {
+			l.Nodes[i].DNSAddr = fmt.Sprintf("127.0.0.1:%d", ports[i])
+		}
+		data, _ := json.MarshalIndent(l, "", "  ")
+		return l, os.WriteFile(path, data, 0o640)
 	} else if !errors.Is(err, os.ErrNotExist) {
 		return l, err
 	}
-	ports, err := freePorts(2 * n)
+	ports, err := freePorts(3 * n)
 	if err != nil {
 		return l, err
 	}
@@ -115,6 +130,9 @@ func loadOrCreateLayout(dir string, n int) (devLayout, error) {
 			RaftAddr: fmt.Sprintf("127.0.0.1:%d", ports[2*i]),
 			HTTPAddr: fmt.Sprintf("127.0.0.1:%d", ports[2*i+1]),
 			DataDir:  filepath.Join(dir, id),
+			// Free for TCP when asked; UDP on the same port is free in
+			// practice on loopback, and a clash only restarts the agent.
+			DNSAddr: fmt.Sprintf("127.0.0.1:%d", ports[2*n+i]),
 		})
 	}
 	if err := os.MkdirAll(dir, 0o750); err != nil {
@@ -153,10 +171,12 @@ func runDev(ctx context.Context, exe string, l devLayout, scheme string, extra [
 		binders = append(binders, scheme+"://"+n.HTTPAddr)
 	}
 	fmt.Printf("LIEUR_BINDERS=%s\n", strings.Join(binders, ","))
+	// One address, as a resolver takes one; every agent serves DNS.
+	fmt.Printf("LIEUR_DNS=%s\n", l.Nodes[0].DNSAddr)
 	var wg sync.WaitGroup
 	for _, n := range l.Nodes {
 		args := append([]string{"agent", "--id", n.ID, "--raft-addr", n.RaftAddr, "--http-addr", n.HTTPAddr,
-			"--data-dir", n.DataDir, "--peers", strings.Join(peers, ",")}, extra...)
+			"--data-dir", n.DataDir, "--peers", strings.Join(peers, ","), "--dns-addr", n.DNSAddr}, extra...)
 		wg.Add(1)
 		go func() {
 			defer wg.Done()

@@ -1,0 +1,224 @@
+package dns
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+	mdns "github.com/miekg/dns"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/lieur/lieur/binder"
+	"github.com/lieur/lieur/fsm"
+)
+
+// Binder is what the DNS server needs of a node. *binder.Node implements
+// it. Both calls read the node's memory only.
+type Binder interface {
+	ServicesOf(typ string) ([]fsm.Instance, uint64)
+	ReadAllowed() error
+}
+
+var _ Binder = (*binder.Node)(nil)
+
+// Defaults of Config.
+const (
+	DefaultDomain = "lieur."
+	// MaxTTL bounds --dns-ttl: a day is already far longer than an
+	// instance's answer should be trusted.
+	MaxTTL = 24 * time.Hour
+	// advertisedUDPSize is the EDNS0 buffer size this server announces.
+	advertisedUDPSize = 4096
+	// maxCursors bounds the per-type rotation counters; past it they are
+	// all dropped (rotation restarts, nothing else changes).
+	maxCursors = 4096
+)
+
+// Config is how the server answers.
+type Config struct {
+	// Domain is the zone served (default "lieur."); any case, with or
+	// without the final dot.
+	Domain string
+	// TTL of every record, and the SOA minimum (negative caching); whole
+	// seconds, 0 by default so that resolvers ask again every time, as a
+	// lookup would.
+	TTL time.Duration
+}
+
+// NormalizeConfig checks cfg and returns it with defaults applied and the
+// domain lower-cased and fully qualified.
+func NormalizeConfig(cfg Config) (Config, error) {
+	if cfg.Domain == "" {
+		cfg.Domain = DefaultDomain
+	}
+	cfg.Domain = strings.ToLower(mdns.Fqdn(cfg.Domain))
+	if _, ok := mdns.IsDomainName(cfg.Domain); !ok || cfg.Domain == "." {
+		return cfg, fmt.Errorf("domain %q is not a domain name", cfg.Domain)
+	}
+	for _, l := range mdns.SplitDomainName(cfg.Domain) {
+		if !isHostLabel(l) {
+			return cfg, fmt.Errorf("domain %q: label %q must be letters, digits and '-'", cfg.Domain, l)
+		}
+	}
+	if cfg.TTL < 0 || cfg.TTL > MaxTTL || cfg.TTL%time.Second != 0 {
+		return cfg, fmt.Errorf("ttl %s: want whole seconds from 0 to %s", cfg.TTL, MaxTTL)
+	}
+	return cfg, nil
+}
+
+// Server serves one Binder over DNS, on UDP and TCP at one address.
+type Server struct {
+	b       Binder
+	cfg     Config
+	ttl     uint32
+	log     hclog.Logger
+	cursors cursors
+	metrics metrics
+
+	udpConn net.PacketConn
+	tcpLn   net.Listener
+	udp     *mdns.Server
+	tcp     *mdns.Server
+	errc    chan error
+	wg      sync.WaitGroup
+	close   sync.Once
+}
+
+// New returns a server for b; it binds nothing until Listen.
+func New(b Binder, cfg Config, logger hclog.Logger) (*Server, error) {
+	cfg, err := NormalizeConfig(cfg)
+	if err != nil {
+		return nil, err
+	}
+	if logger == nil {
+		logger = hclog.NewNullLogger()
+	}
+	return &Server{b: b, cfg: cfg, ttl: uint32(cfg.TTL / time.Second), log: logger,
+		cursors: cursors{m: map[string]*uint64{}}, metrics: newMetrics(), errc: make(chan error, 2)}, nil
+}
+
+// Collectors are the server's metrics, for the agent's registry.
+func (s *Server) Collectors() []prometheus.Collector {
+	return []prometheus.Collector{s.metrics.malformed, s.metrics.responses}
+}
+
+// Listen binds UDP and TCP on addr, on the same port: with port 0 it
+// picks a port free for both, so that one host:port serves both as every
+// resolver expects.
+func (s *Server) Listen(addr string) error {
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return err
+	}
+	var lastErr error
+	for attempt := 0; attempt < 16; attempt++ {
+		pc, err := net.ListenPacket("udp", addr)
+		if err != nil {
+			return fmt.Errorf("dns udp: %w", err)
+		}
+		_, got, _ := net.SplitHostPort(pc.LocalAddr().String())
+		ln, err := net.Listen("tcp", net.JoinHostPort(host, got))
+		if err == nil {
+			s.udpConn, s.tcpLn = pc, ln
+			return nil
+		}
+		pc.Close()
+		lastErr = err
+		if port != "0" {
+			break // a fixed port: retrying cannot help
+		}
+	}
+	return fmt.Errorf("dns tcp: %w", lastErr)
+}
+
+// Addr is the bound address (UDP and TCP share it).
+func (s *Server) Addr() string { return s.udpConn.LocalAddr().String() }
+
+// Start serves on the bound sockets and returns once both listen; errors
+// of a serve loop that end it before Close arrive on Err.
+func (s *Server) Start() error {
+	if s.udpConn == nil {
+		return errors.New("dns: Start before Listen")
+	}
+	s.udp = s.newServer()
+	s.udp.PacketConn = s.udpConn
+	s.tcp = s.newServer()
+	s.tcp.Listener = s.tcpLn
+	// Shutdown refuses a server that has not started, so Start waits for
+	// both: after it, Close always stops them.
+	for _, srv := range []*mdns.Server{s.udp, s.tcp} {
+		started := make(chan struct{})
+		ended := make(chan struct{})
+		srv.NotifyStartedFunc = func() { close(started) }
+		s.wg.Add(1)
+		go func() {
+			defer s.wg.Done()
+			defer close(ended)
+			if err := srv.ActivateAndServe(); err != nil {
+				s.errc <- fmt.Errorf("dns serve: %w", err)
+			}
+		}()
+		select {
+		case <-started:
+		case <-ended:
+			select {
+			case err := <-s.errc:
+				return err
+			default:
+				return errors.New("dns: server ended before it started")
+			}
+		}
+	}
+	s.log.Info("serving DNS", "addr", s.Addr(), "domain", s.cfg.Domain, "ttl", s.cfg.TTL)
+	return nil
+}
+
+func (s *Server) newServer() *mdns.Server {
+	return &mdns.Server{
+		Handler: s,
+		// A reply to a response or a packet of several questions would
+		// only help reflect traffic: ignore them, as malformed.
+		MsgAcceptFunc: func(dh mdns.Header) mdns.MsgAcceptAction {
+			act := mdns.DefaultMsgAcceptFunc(dh)
+			if act != mdns.MsgAccept {
+				s.metrics.malformed.WithLabelValues("rejected").Inc()
+				return mdns.MsgIgnore
+			}
+			return act
+		},
+		// A packet whose header parses but whose body does not gets a bare
+		// FORMERR header from miekg/dns (never larger than the query); one
+		// whose header does not parse gets nothing. Both are counted.
+		MsgInvalidFunc: func([]byte, error) {
+			s.metrics.malformed.WithLabelValues("unparsable").Inc()
+		},
+		ReadTimeout:  2 * time.Second,
+		WriteTimeout: 2 * time.Second,
+		IdleTimeout:  func() time.Duration { return 8 * time.Second },
+	}
+}
+
+// Err reports a serve loop that stopped on its own.
+func (s *Server) Err() <-chan error { return s.errc }
+
+// Close stops serving and waits for the serve loops to end.
+func (s *Server) Close() error {
+	s.close.Do(func() {
+		for _, srv := range []*mdns.Server{s.udp, s.tcp} {
+			if srv != nil {
+				_ = srv.Shutdown()
+			}
+		}
+		s.wg.Wait()
+		if s.udp == nil && s.udpConn != nil {
+			// Listened but never started: the sockets are still ours.
+			s.udpConn.Close()
+			s.tcpLn.Close()
+		}
+	})
+	return nil
+}
