@@ -85,11 +85,11 @@ func ValidateDatacenter(dc string) error {
 
 // Server serves Consul's HTTP API over a Binder.
 type Server struct {
-	b       Binder
-	cfg     Config
-	log     hclog.Logger
-	auth    *httpapi.Auth
-	origins map[string]bool
+	b    Binder
+	cfg  Config
+	log  hclog.Logger
+	auth *httpapi.Auth
+	cors httpapi.CORSPolicy // Consul's headers, the operator's origins
 	// mux routes requests; routes holds the same routes without the
 	// fallback, to tell an unsupported path from a wrong method.
 	mux     *http.ServeMux
@@ -113,9 +113,7 @@ func WithAuth(a *httpapi.Auth) Option {
 // Without it no CORS header is sent and every preflight is refused.
 func WithAllowedOrigins(origins []string) Option {
 	return func(s *Server) {
-		for _, o := range origins {
-			s.origins[strings.TrimRight(o, "/")] = true
-		}
+		s.cors.Allow(origins)
 	}
 }
 
@@ -136,7 +134,8 @@ func NewServer(b Binder, cfg Config, logger hclog.Logger, opts ...Option) (*Serv
 	if logger == nil {
 		logger = hclog.NewNullLogger()
 	}
-	s := &Server{b: b, cfg: cfg, log: logger, origins: map[string]bool{},
+	s := &Server{b: b, cfg: cfg, log: logger, cors: httpapi.NewCORSPolicy(nil, "GET, PUT", "Authorization, Content-Type, X-Consul-Token",
+		"X-Consul-Index, X-Consul-KnownLeader, X-Consul-LastContact, X-Consul-ContentHash, X-Consul-Effective-Consistency, Retry-After"),
 		mux: http.NewServeMux(), routes: http.NewServeMux(), waiters: make(chan struct{}, cfg.MaxWaiters)}
 	for _, o := range opts {
 		o(s)
@@ -194,7 +193,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			writeError(w, http.StatusInternalServerError, "", "internal error")
 		}
 	}()
-	if r.Header.Get("Origin") != "" && !s.cors(w, r) {
+	if r.Header.Get("Origin") != "" && !s.cors.Apply(w, r) {
 		return
 	}
 	// Consul's clients send their bodies with PUT, and python-consul sends
@@ -204,7 +203,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	// refused unless --allow-origin names the page's origin. A POST with a
 	// form or text body needs no preflight: one that is not JSON is refused
 	// (no endpoint here takes POST, but the rule does not depend on that).
-	if r.Method == http.MethodPost && hasBody(r) && !isJSON(r) {
+	if r.Method == http.MethodPost && httpapi.HasBody(r) && !httpapi.IsJSON(r) {
 		w.Header().Set("Accept", "application/json")
 		writeError(w, http.StatusUnsupportedMediaType, "", "a request body must be JSON: Content-Type: application/json")
 		return

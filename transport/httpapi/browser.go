@@ -17,13 +17,13 @@ import (
 // local cluster, say); a request with a JSON body needs a preflight, which
 // only origins an operator allowed get an answer to.
 
-// hasBody reports whether the request carries a body.
-func hasBody(r *http.Request) bool {
+// HasBody reports whether the request carries a body.
+func HasBody(r *http.Request) bool {
 	return r.ContentLength > 0 || (r.ContentLength < 0 && r.Body != nil && r.Body != http.NoBody)
 }
 
-// isJSON reports whether the request says its body is JSON.
-func isJSON(r *http.Request) bool {
+// IsJSON reports whether the request says its body is JSON.
+func IsJSON(r *http.Request) bool {
 	mt, _, err := mime.ParseMediaType(r.Header.Get("Content-Type"))
 	return err == nil && mt == "application/json"
 }
@@ -44,20 +44,38 @@ func truncate(s string) string {
 	return s
 }
 
-// Headers a browser may send and read on an allowed origin.
-const (
-	corsAllowMethods  = "GET, POST, PUT, DELETE"
-	corsAllowHeaders  = "Authorization, Content-Type, X-Lieur-Request-Id"
-	corsExposeHeaders = "X-Lieur-Index, X-Lieur-Last-Contact, Retry-After, WWW-Authenticate"
-)
+// CORSPolicy is how one API answers browsers: the origins an operator
+// allowed (--allow-origin; "*" for any) and the methods and headers pages
+// of those origins may use. Every front door mounted on a binder's port
+// applies one, each with its own headers.
+type CORSPolicy struct {
+	Origins       map[string]bool
+	AllowMethods  string
+	AllowHeaders  string
+	ExposeHeaders string
+}
 
-// cors answers the CORS part of a request that names an Origin. It
+// NewCORSPolicy returns a policy for origins as given to --allow-origin.
+func NewCORSPolicy(origins []string, allowMethods, allowHeaders, exposeHeaders string) CORSPolicy {
+	p := CORSPolicy{Origins: map[string]bool{}, AllowMethods: allowMethods, AllowHeaders: allowHeaders, ExposeHeaders: exposeHeaders}
+	p.Allow(origins)
+	return p
+}
+
+// Allow adds origins (a trailing slash is ignored).
+func (p CORSPolicy) Allow(origins []string) {
+	for _, o := range origins {
+		p.Origins[strings.TrimRight(o, "/")] = true
+	}
+}
+
+// Apply answers the CORS part of a request that names an Origin. It
 // reports false when it answered the request itself (a preflight).
-func (s *Server) cors(w http.ResponseWriter, r *http.Request) bool {
+func (p CORSPolicy) Apply(w http.ResponseWriter, r *http.Request) bool {
 	origin := r.Header.Get("Origin")
 	preflight := r.Method == http.MethodOptions && r.Header.Get("Access-Control-Request-Method") != ""
 	w.Header().Add("Vary", "Origin")
-	if !s.origins[origin] && !s.origins["*"] {
+	if !p.Origins[origin] && !p.Origins["*"] {
 		if preflight {
 			writeError(w, http.StatusForbidden, "", fmt.Sprintf("origin %s may not call this API from a browser (see --allow-origin)", truncate(origin)))
 			return false
@@ -68,14 +86,20 @@ func (s *Server) cors(w http.ResponseWriter, r *http.Request) bool {
 	h := w.Header()
 	h.Set("Access-Control-Allow-Origin", origin)
 	if preflight {
-		h.Set("Access-Control-Allow-Methods", corsAllowMethods)
-		h.Set("Access-Control-Allow-Headers", corsAllowHeaders)
+		h.Set("Access-Control-Allow-Methods", p.AllowMethods)
+		h.Set("Access-Control-Allow-Headers", p.AllowHeaders)
 		h.Set("Access-Control-Max-Age", "600")
 		w.WriteHeader(http.StatusNoContent)
 		return false
 	}
-	h.Set("Access-Control-Expose-Headers", corsExposeHeaders)
+	h.Set("Access-Control-Expose-Headers", p.ExposeHeaders)
 	return true
+}
+
+// lieurCORS is lieur's own API's policy, before origins are added.
+func lieurCORS() CORSPolicy {
+	return NewCORSPolicy(nil, "GET, POST, PUT, DELETE", "Authorization, Content-Type, X-Lieur-Request-Id",
+		"X-Lieur-Index, X-Lieur-Last-Contact, Retry-After, WWW-Authenticate")
 }
 
 // allowCluster lets through only calls from binders of this cluster: with

@@ -65,7 +65,7 @@ func errorStatus(err error, typ string) (int, string, string) {
 func decodeBody(w http.ResponseWriter, r *http.Request, v any) bool {
 	// A body without a JSON Content-Type was refused before routing; an
 	// empty one gets the clearer "body is empty" below.
-	if r.Header.Get("Content-Type") != "" && !isJSON(r) {
+	if r.Header.Get("Content-Type") != "" && !IsJSON(r) {
 		unsupportedMediaType(w, r)
 		return false
 	}

@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"net/http"
-	"strings"
 	"time"
 
 	"net/http/pprof"
@@ -71,8 +70,8 @@ type Server struct {
 	metrics *httpMetrics
 	auth    *Auth
 
-	// origins may read answers from a browser (CORS); none by default.
-	origins map[string]bool
+	// cors: which origins may read answers from a browser; none by default.
+	cors CORSPolicy
 
 	waiters   chan struct{} // one slot per waiting request
 	reports   *limiter      // per client address
@@ -113,9 +112,7 @@ func (s *Server) readRole() Role {
 // request with a JSON body.
 func WithAllowedOrigins(origins []string) Option {
 	return func(s *Server) {
-		for _, o := range origins {
-			s.origins[strings.TrimRight(o, "/")] = true
-		}
+		s.cors.Allow(origins)
 	}
 }
 
@@ -137,7 +134,7 @@ func NewServer(b Binder, logger hclog.Logger, opts ...Option) *Server {
 	}
 	s := &Server{b: b, log: logger, mux: http.NewServeMux(), routes: http.NewServeMux(),
 		waiters: make(chan struct{}, MaxWaiters), reports: newLimiter(ReportRate, ReportBurst),
-		verifying: make(chan struct{}, MaxVerifying), origins: map[string]bool{}}
+		verifying: make(chan struct{}, MaxVerifying), cors: lieurCORS()}
 	for _, o := range opts {
 		o(s)
 	}
@@ -175,10 +172,10 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			writeError(w, http.StatusInternalServerError, "", "internal error (request id "+id+")")
 		}
 	}()
-	if r.Header.Get("Origin") != "" && !s.cors(w, r) {
+	if r.Header.Get("Origin") != "" && !s.cors.Apply(w, r) {
 		return
 	}
-	if hasBody(r) && !isJSON(r) {
+	if HasBody(r) && !IsJSON(r) {
 		unsupportedMediaType(w, r)
 		return
 	}
