@@ -157,28 +157,14 @@ func TestMeasureSnapshotCatchUp(t *testing.T) {
 	victim := (c.leader() + 1) % 3
 	register := func(from, to int) {
 		cl := newClient(t, c, nil)
-		var next atomic.Int64
-		next.Store(int64(from))
-		var wg sync.WaitGroup
-		for g := 0; g < 64; g++ {
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				for {
-					i := int(next.Add(1) - 1)
-					if i >= to {
-						return
-					}
-					for {
-						_, err := cl.Register(context.Background(), client.Registration{ID: fmt.Sprintf("bulk-%06d", i), Type: fmt.Sprintf("t%d", i%50), Address: "127.0.0.1", Port: 1 + i%60000})
-						if err == nil {
-							break
-						}
-					}
+		forEachConcurrently(from, to, 64, func(i int) {
+			for {
+				_, err := cl.Register(context.Background(), client.Registration{ID: fmt.Sprintf("bulk-%06d", i), Type: fmt.Sprintf("t%d", i%50), Address: "127.0.0.1", Port: 1 + i%60000})
+				if err == nil {
+					return
 				}
-			}()
-		}
-		wg.Wait()
+			}
+		})
 	}
 	start := time.Now()
 	register(0, total/2)

@@ -167,35 +167,23 @@ func TestPoisonedCommandIsRefusedAndSnapshotsStillRestore(t *testing.T) {
 	bulk := &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: 64}}
 	t.Cleanup(bulk.CloseIdleConnections)
 	targets := []string{c.nodes[leader].url() + "/v1/services", c.nodes[other].url() + "/v1/services"}
-	var next, acked atomic.Int64
+	var acked atomic.Int64
 	var failMu sync.Mutex
 	var failures []string
 	start := time.Now()
-	var wg sync.WaitGroup
-	for w := 0; w < 32; w++ {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for {
-				i := int(next.Add(1) - 1)
-				if i >= writes {
-					return
-				}
-				body := fmt.Sprintf(`{"id":"bulk-%05d","type":"bulk","address":"127.0.0.1","port":%d}`, i, 1+i)
-				r, err := tokenSend(bulk, http.MethodPost, targets[i%2], poisonAdminToken, nil, body)
-				if err == nil && r.status == http.StatusOK {
-					acked.Add(1)
-					continue
-				}
-				failMu.Lock()
-				if len(failures) < 5 {
-					failures = append(failures, fmt.Sprintf("bulk-%05d: %v %s", i, err, r))
-				}
-				failMu.Unlock()
-			}
-		}()
-	}
-	wg.Wait()
+	forEachConcurrently(0, writes, 32, func(i int) {
+		body := fmt.Sprintf(`{"id":"bulk-%05d","type":"bulk","address":"127.0.0.1","port":%d}`, i, 1+i)
+		r, err := tokenSend(bulk, http.MethodPost, targets[i%2], poisonAdminToken, nil, body)
+		if err == nil && r.status == http.StatusOK {
+			acked.Add(1)
+			return
+		}
+		failMu.Lock()
+		if len(failures) < 5 {
+			failures = append(failures, fmt.Sprintf("bulk-%05d: %v %s", i, err, r))
+		}
+		failMu.Unlock()
+	})
 	t.Logf("%d registrations acknowledged in %s", acked.Load(), time.Since(start).Round(time.Millisecond))
 	require.EqualValues(t, writes, acked.Load(), "every registration is acknowledged; first failures: %v", failures)
 
