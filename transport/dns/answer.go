@@ -14,19 +14,31 @@ import (
 	"github.com/lieur/lieur/fsm"
 )
 
-// ServeDNS answers one query. It never panics out: a bug answers SERVFAIL
-// and is logged, the server keeps serving.
+// ServeDNS answers one query (the TCP side; UDP goes through serveUDP,
+// which ends in the same reply). It never panics out: a bug answers
+// SERVFAIL and is logged, the server keeps serving.
 func (s *Server) ServeDNS(w mdns.ResponseWriter, req *mdns.Msg) {
-	var resp *mdns.Msg
+	_, tcp := w.RemoteAddr().(*net.TCPAddr)
+	resp, _ := s.reply(req, tcp, s.cursorPick)
+	s.metrics.responses.WithLabelValues(mdns.RcodeToString[resp.Rcode]).Inc()
+	if err := w.WriteMsg(resp); err != nil {
+		s.log.Debug("writing DNS answer", "error", err)
+	}
+}
+
+// reply is the answer to req as it goes on the wire: EDNS0 answered with
+// EDNS0, and over UDP truncated to what the client can take. rot describes
+// the answer when it is one rotation of a type's records (see answer).
+func (s *Server) reply(req *mdns.Msg, tcp bool, pick picker) (resp *mdns.Msg, rot *rotation) {
 	func() {
 		defer func() {
 			if p := recover(); p != nil {
 				s.log.Error("panic answering DNS query", "question", req.Question, "panic", p)
-				resp = new(mdns.Msg)
+				resp, rot = new(mdns.Msg), nil
 				resp.SetRcode(req, mdns.RcodeServerFailure)
 			}
 		}()
-		resp = s.answer(req)
+		resp, rot = s.answer(req, pick)
 	}()
 	size := mdns.MinMsgSize
 	if opt := req.IsEdns0(); opt != nil {
@@ -34,43 +46,62 @@ func (s *Server) ServeDNS(w mdns.ResponseWriter, req *mdns.Msg) {
 		// Answer EDNS0 with EDNS0 (RFC 6891), announcing our own size.
 		resp.SetEdns0(advertisedUDPSize, false)
 	}
-	if _, tcp := w.RemoteAddr().(*net.TCPAddr); tcp {
+	if tcp {
 		size = mdns.MaxMsgSize
 	}
 	// Drops whole records from the end until the message fits, and sets
 	// TC when it dropped any: a UDP client then retries over TCP.
 	resp.Truncate(size)
-	s.metrics.responses.WithLabelValues(mdns.RcodeToString[resp.Rcode]).Inc()
-	if err := w.WriteMsg(resp); err != nil {
-		s.log.Debug("writing DNS answer", "error", err)
-	}
+	// Always compressed: names equal to the question's point at it, which
+	// is what lets the fast path give each query its own name's case.
+	resp.Compress = true
+	return resp, rot
+}
+
+// picker chooses where the rotation of a type's n records starts.
+type picker func(typ string, n int) int
+
+// cursorPick rotates from this binder's cursor for the type, so that a
+// client that takes the first record gets round-robin, as /v1/lookup.
+func (s *Server) cursorPick(typ string, n int) int {
+	return int(s.cursors.next(typ) % uint64(n))
+}
+
+// rotation says that an answer is the rotation starting at start of the n
+// records of type typ as they were at index version: the same question
+// at the same version gives the same answer for the same start.
+type rotation struct {
+	typ     string
+	version uint64
+	n       int
 }
 
 // answer builds the full (untruncated) answer to req.
-func (s *Server) answer(req *mdns.Msg) *mdns.Msg {
+func (s *Server) answer(req *mdns.Msg, pick picker) (*mdns.Msg, *rotation) {
 	m := new(mdns.Msg)
 	m.SetReply(req)
 	m.Authoritative = true
 	m.RecursionAvailable = false
 	if len(req.Question) != 1 {
 		m.Rcode = mdns.RcodeFormatError
-		return m
+		return m, nil
 	}
 	q := req.Question[0]
 	name := strings.ToLower(mdns.Fqdn(q.Name))
 	if !mdns.IsSubDomain(s.cfg.Domain, name) || (q.Qclass != mdns.ClassINET && q.Qclass != mdns.ClassANY) {
 		// Not a recursive resolver: other zones are not ours to answer.
 		m.Rcode = mdns.RcodeRefused
-		return m
+		return m, nil
 	}
 	if err := s.b.ReadAllowed(); err != nil {
 		// The node would refuse a default read (stale, catching up): say
 		// so rather than answer from a table that may be far behind; a
 		// stub resolver then tries the next server.
 		m.Rcode = mdns.RcodeServerFailure
-		return m
+		return m, nil
 	}
 	labels := mdns.SplitDomainName(strings.TrimSuffix(name, s.cfg.Domain))
+	var rot *rotation
 	switch {
 	case len(labels) == 0:
 		s.apex(m, q)
@@ -78,15 +109,15 @@ func (s *Server) answer(req *mdns.Msg) *mdns.Msg {
 		typ, tag, ok := parseService(labels[:len(labels)-1])
 		if !ok {
 			s.nxdomain(m)
-			return m
+			return m, nil
 		}
-		s.service(m, q, typ, tag)
+		rot = s.service(m, q, typ, tag, pick)
 	case labels[len(labels)-1] == "addr" && len(labels) == 2:
 		s.addr(m, q, labels[0])
 	default:
 		s.nxdomain(m)
 	}
-	return m
+	return m, rot
 }
 
 // parseService reads what precedes "service": "<type>", "<tag>.<type>"
@@ -112,9 +143,10 @@ func (s *Server) apex(m *mdns.Msg, q mdns.Question) {
 	m.Ns = append(m.Ns, s.soa())
 }
 
-// service answers a service name from the type's healthy instances.
-func (s *Server) service(m *mdns.Msg, q mdns.Question, typ, tag string) {
-	all, _ := s.b.ServicesOf(typ)
+// service answers a service name from the type's healthy instances,
+// rotated from where pick says.
+func (s *Server) service(m *mdns.Msg, q mdns.Question, typ, tag string, pick picker) *rotation {
+	all, version := s.b.ServicesOf(typ)
 	list := healthy(all, tag)
 	if len(list) == 0 {
 		if len(all) == 0 {
@@ -123,11 +155,10 @@ func (s *Server) service(m *mdns.Msg, q mdns.Question, typ, tag string) {
 		// A type (or tag) with no healthy instance is a name with no
 		// record at all, as a lookup of it is a 404.
 		s.nxdomain(m)
-		return
+		return nil
 	}
-	// Rotate from this binder's cursor for the type, so that a client
-	// that takes the first record gets round-robin, as /v1/lookup.
-	start := int(s.cursors.next(typ) % uint64(len(list)))
+	rot := &rotation{typ: typ, version: version, n: len(list)}
+	start := pick(typ, len(list))
 	list = slices.Concat(list[start:], list[:start])
 
 	hdr := func(t uint16) mdns.RR_Header {
@@ -162,7 +193,9 @@ func (s *Server) service(m *mdns.Msg, q mdns.Question, typ, tag string) {
 	}
 	if len(m.Answer) == 0 {
 		m.Ns = append(m.Ns, s.soa()) // NODATA
+		return nil                   // the SOA's serial moves: not a fixed answer
 	}
+	return rot
 }
 
 // addr answers "<hex>.addr.<domain>", the SRV targets: the name encodes

@@ -1,6 +1,7 @@
 package dns
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"net"
@@ -17,9 +18,13 @@ import (
 )
 
 // Binder is what the DNS server needs of a node. *binder.Node implements
-// it. Both calls read the node's memory only.
+// it. Every call reads the node's memory only.
 type Binder interface {
+	// ServicesOf is the type's instances and the index of their last
+	// change; TypeIndex that index alone, which moves whenever anything
+	// the answers show (an instance, its health) changes.
 	ServicesOf(typ string) ([]fsm.Instance, uint64)
+	TypeIndex(typ string) uint64
 	ReadAllowed() error
 }
 
@@ -79,13 +84,15 @@ type Server struct {
 	cursors cursors
 	metrics metrics
 
-	udpConn net.PacketConn
-	tcpLn   net.Listener
-	udp     *mdns.Server
-	tcp     *mdns.Server
-	errc    chan error
-	wg      sync.WaitGroup
-	close   sync.Once
+	cache answerCache
+
+	udpConns []*net.UDPConn // one per core, sharing the port
+	tcpLn    net.Listener
+	started  bool
+	tcp      *mdns.Server
+	errc     chan error
+	wg       sync.WaitGroup
+	close    sync.Once
 }
 
 // New returns a server for b; it binds nothing until Listen.
@@ -98,7 +105,8 @@ func New(b Binder, cfg Config, logger hclog.Logger) (*Server, error) {
 		logger = hclog.NewNullLogger()
 	}
 	return &Server{b: b, cfg: cfg, ttl: uint32(cfg.TTL / time.Second), log: logger,
-		cursors: cursors{m: map[string]*uint64{}}, metrics: newMetrics(), errc: make(chan error, 2)}, nil
+		cursors: cursors{m: map[string]*uint64{}}, cache: answerCache{m: map[string]*cachedAnswer{}},
+		metrics: newMetrics(), errc: make(chan error, 1+udpSockets())}, nil
 }
 
 // Collectors are the server's metrics, for the agent's registry.
@@ -108,72 +116,96 @@ func (s *Server) Collectors() []prometheus.Collector {
 
 // Listen binds UDP and TCP on addr, on the same port: with port 0 it
 // picks a port free for both, so that one host:port serves both as every
-// resolver expects.
+// resolver expects. UDP gets one socket per core on that port.
 func (s *Server) Listen(addr string) error {
 	host, port, err := net.SplitHostPort(addr)
 	if err != nil {
 		return err
 	}
+	lc := reusePortConfig()
 	var lastErr error
 	for attempt := 0; attempt < 16; attempt++ {
-		pc, err := net.ListenPacket("udp", addr)
+		pc, err := lc.ListenPacket(context.Background(), "udp", addr)
 		if err != nil {
 			return fmt.Errorf("dns udp: %w", err)
 		}
 		_, got, _ := net.SplitHostPort(pc.LocalAddr().String())
 		ln, err := net.Listen("tcp", net.JoinHostPort(host, got))
-		if err == nil {
-			s.udpConn, s.tcpLn = pc, ln
-			return nil
+		if err != nil {
+			pc.Close()
+			lastErr = err
+			if port != "0" {
+				break // a fixed port: retrying cannot help
+			}
+			continue
 		}
-		pc.Close()
-		lastErr = err
-		if port != "0" {
-			break // a fixed port: retrying cannot help
+		conns := []*net.UDPConn{pc.(*net.UDPConn)}
+		for len(conns) < udpSockets() {
+			more, err := lc.ListenPacket(context.Background(), "udp", pc.LocalAddr().String())
+			if err != nil {
+				break // one socket still serves, on one core
+			}
+			conns = append(conns, more.(*net.UDPConn))
 		}
+		s.udpConns, s.tcpLn = conns, ln
+		return nil
 	}
 	return fmt.Errorf("dns tcp: %w", lastErr)
 }
 
 // Addr is the bound address (UDP and TCP share it).
-func (s *Server) Addr() string { return s.udpConn.LocalAddr().String() }
+func (s *Server) Addr() string { return s.udpConns[0].LocalAddr().String() }
 
-// Start serves on the bound sockets and returns once both listen; errors
+// Start serves on the bound sockets and returns once all listen; errors
 // of a serve loop that end it before Close arrive on Err.
 func (s *Server) Start() error {
-	if s.udpConn == nil {
+	if s.udpConns == nil {
 		return errors.New("dns: Start before Listen")
 	}
-	s.udp = s.newServer()
-	s.udp.PacketConn = s.udpConn
+	sockets := make([]*udpSocket, len(s.udpConns))
+	for i, c := range s.udpConns {
+		u, err := newUDPSocket(c)
+		if err != nil {
+			return fmt.Errorf("dns udp: %w", err)
+		}
+		sockets[i] = u
+	}
 	s.tcp = s.newServer()
 	s.tcp.Listener = s.tcpLn
 	// Shutdown refuses a server that has not started, so Start waits for
-	// both: after it, Close always stops them.
-	for _, srv := range []*mdns.Server{s.udp, s.tcp} {
-		started := make(chan struct{})
-		ended := make(chan struct{})
-		srv.NotifyStartedFunc = func() { close(started) }
+	// it: after it, Close always stops it.
+	started := make(chan struct{})
+	ended := make(chan struct{})
+	s.tcp.NotifyStartedFunc = func() { close(started) }
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		defer close(ended)
+		if err := s.tcp.ActivateAndServe(); err != nil {
+			s.errc <- fmt.Errorf("dns serve: %w", err)
+		}
+	}()
+	select {
+	case <-started:
+	case <-ended:
+		select {
+		case err := <-s.errc:
+			return err
+		default:
+			return errors.New("dns: server ended before it started")
+		}
+	}
+	s.started = true
+	for _, u := range sockets {
 		s.wg.Add(1)
 		go func() {
 			defer s.wg.Done()
-			defer close(ended)
-			if err := srv.ActivateAndServe(); err != nil {
-				s.errc <- fmt.Errorf("dns serve: %w", err)
+			if err := s.serveUDP(u); err != nil {
+				s.errc <- fmt.Errorf("dns serve udp: %w", err)
 			}
 		}()
-		select {
-		case <-started:
-		case <-ended:
-			select {
-			case err := <-s.errc:
-				return err
-			default:
-				return errors.New("dns: server ended before it started")
-			}
-		}
 	}
-	s.log.Info("serving DNS", "addr", s.Addr(), "domain", s.cfg.Domain, "ttl", s.cfg.TTL)
+	s.log.Info("serving DNS", "addr", s.Addr(), "domain", s.cfg.Domain, "ttl", s.cfg.TTL, "udp_sockets", len(sockets))
 	return nil
 }
 
@@ -208,17 +240,15 @@ func (s *Server) Err() <-chan error { return s.errc }
 // Close stops serving and waits for the serve loops to end.
 func (s *Server) Close() error {
 	s.close.Do(func() {
-		for _, srv := range []*mdns.Server{s.udp, s.tcp} {
-			if srv != nil {
-				_ = srv.Shutdown()
-			}
-		}
-		s.wg.Wait()
-		if s.udp == nil && s.udpConn != nil {
-			// Listened but never started: the sockets are still ours.
-			s.udpConn.Close()
+		if s.tcp != nil && s.started {
+			_ = s.tcp.Shutdown() // closes the listener
+		} else if s.tcpLn != nil {
 			s.tcpLn.Close()
 		}
+		for _, c := range s.udpConns {
+			c.Close() // ends its serve loop
+		}
+		s.wg.Wait()
 	})
 	return nil
 }

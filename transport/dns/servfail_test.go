@@ -19,19 +19,21 @@ type refusingBinder struct{}
 func (refusingBinder) ServicesOf(string) ([]fsm.Instance, uint64) {
 	return []fsm.Instance{{ID: "e1", Type: "echo", Address: "127.0.0.1", Port: 1}}, 1
 }
-func (refusingBinder) ReadAllowed() error { return errors.Join(binder.ErrStale) }
+func (refusingBinder) TypeIndex(string) uint64 { return 1 }
+func (refusingBinder) ReadAllowed() error      { return errors.Join(binder.ErrStale) }
 
 func TestStaleNodeAnswersSERVFAILButStillRefusesOtherZones(t *testing.T) {
 	s, err := New(refusingBinder{}, Config{}, nil)
 	require.NoError(t, err)
 	q := new(mdns.Msg)
 	q.SetQuestion("echo.service.lieur.", mdns.TypeA)
-	m := s.answer(q)
+	m, _ := s.answer(q, s.cursorPick)
 	assert.Equal(t, mdns.RcodeServerFailure, m.Rcode)
 	assert.Empty(t, m.Answer)
 
 	q.SetQuestion("example.com.", mdns.TypeA)
-	assert.Equal(t, mdns.RcodeRefused, s.answer(q).Rcode)
+	m, _ = s.answer(q, s.cursorPick)
+	assert.Equal(t, mdns.RcodeRefused, m.Rcode)
 }
 
 func TestConfigNormalizesTheDomainAndChecksTheTTL(t *testing.T) {
