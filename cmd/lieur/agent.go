@@ -24,6 +24,7 @@ import (
 	"github.com/lieur/lieur/transport/consul"
 	dnsfront "github.com/lieur/lieur/transport/dns"
 	"github.com/lieur/lieur/transport/httpapi"
+	"github.com/lieur/lieur/transport/promsd"
 	"github.com/lieur/lieur/transport/raftnet"
 	"github.com/lieur/lieur/transport/tlsutil"
 )
@@ -273,7 +274,8 @@ func NewAgent(cfg AgentConfig, logger hclog.Logger) (*Agent, error) {
 		return nil, err
 	}
 	a.http = &http.Server{
-		Handler:           mountConsul(consulAPI, httpapi.NewServer(node, logger.Named("http"), opts...)),
+		Handler: mountPromSD(promsd.NewServer(node, logger.Named("promsd"), promsd.WithAuth(auth)),
+			mountConsul(consulAPI, httpapi.NewServer(node, logger.Named("http"), opts...))),
 		ReadHeaderTimeout: 5 * time.Second,
 		ReadTimeout:       30 * time.Second,
 		// Long enough for the longest long poll, bounded all the same:
@@ -297,6 +299,18 @@ func mountConsul(consulAPI, lieurAPI http.Handler) http.Handler {
 			return
 		}
 		lieurAPI.ServeHTTP(w, r)
+	})
+}
+
+// mountPromSD serves Prometheus' HTTP service discovery (/v1/sd/) and
+// everything else with next.
+func mountPromSD(sd, next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if promsd.Owns(r.URL.Path) {
+			sd.ServeHTTP(w, r)
+			return
+		}
+		next.ServeHTTP(w, r)
 	})
 }
 
