@@ -180,6 +180,8 @@ type Agent struct {
 	http  *http.Server
 	ln    net.Listener
 	dns   *dnsfront.Server // nil without --dns-addr
+	auth  *httpapi.Auth    // nil without --token-file
+	tls   *tlsutil.Configs // nil without TLS
 	close sync.Once
 }
 
@@ -236,7 +238,7 @@ func NewAgent(cfg AgentConfig, logger hclog.Logger) (*Agent, error) {
 		stream.Close()
 		return nil, err
 	}
-	a := &Agent{cfg: cfg, log: logger, node: node, peer: peer, ln: ln}
+	a := &Agent{cfg: cfg, log: logger, node: node, peer: peer, ln: ln, auth: auth, tls: tlsCfg}
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	reg.MustRegister(node.Collectors()...)
@@ -336,6 +338,8 @@ func (a *Agent) Run(ctx context.Context) error {
 	a.log.Info("lieur agent ready", "id", a.cfg.ID, "http_addr", a.cfg.HTTPAddr, "raft_addr", a.cfg.RaftAddr)
 	runErr := make(chan error, 1)
 	go func() { runErr <- a.node.Run(ctx) }()
+	stopReloads := a.reloadOnSIGHUP()
+	defer stopReloads()
 	var err error
 	select {
 	case <-ctx.Done():

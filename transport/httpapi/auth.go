@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"slices"
 	"strings"
+	"sync/atomic"
 
 	"github.com/lieur/lieur/fsm"
 )
@@ -35,19 +36,54 @@ type Token struct {
 }
 
 // Auth holds a node's tokens. The zero Auth (no tokens) lets everything
-// through.
+// through. Reload replaces the tokens while requests are being checked.
 type Auth struct {
-	tokens    []Token
-	cluster   string
+	set       atomic.Pointer[tokenSet]
 	AuthReads bool // reads need a read token too
+}
+
+// tokenSet is one token file's content.
+type tokenSet struct {
+	tokens []Token
+	// cluster are the cluster tokens in file order; the first is the one
+	// this binder sends, all are accepted (for rotation).
+	cluster []string
 }
 
 // ParseTokens reads a token file: one "TOKEN ROLE" pair a line, ROLE one
 // of admin, register, read, cluster, or register:TYPE,TYPE to bind a
-// register token to service types; '#' starts a comment. Exactly one
-// cluster token is required: binders use it to call each other.
+// register token to service types; '#' starts a comment. At least one
+// cluster token is required: binders use it to call each other. The first
+// cluster line is the token this binder sends; later ones are accepted
+// too, so that a cluster token can be rotated one binder at a time (see
+// docs/operations.md).
 func ParseTokens(r io.Reader) (*Auth, error) {
+	set, err := parseTokenSet(r)
+	if err != nil {
+		return nil, err
+	}
 	a := &Auth{}
+	a.set.Store(set)
+	return a, nil
+}
+
+// Reload replaces the tokens with those r holds. On any error the tokens
+// in force stay as they were. A file without tokens is refused: it would
+// open every endpoint.
+func (a *Auth) Reload(r io.Reader) error {
+	set, err := parseTokenSet(r)
+	if err != nil {
+		return err
+	}
+	if len(set.tokens) == 0 {
+		return fmt.Errorf("token file: no tokens (removing every token needs a restart without --token-file)")
+	}
+	a.set.Store(set)
+	return nil
+}
+
+func parseTokenSet(r io.Reader) (*tokenSet, error) {
+	a := &tokenSet{}
 	sc := bufio.NewScanner(r)
 	for line := 1; sc.Scan(); line++ {
 		text := sc.Text()
@@ -86,27 +122,44 @@ func ParseTokens(r io.Reader) (*Auth, error) {
 			}
 		}
 		if role == RoleCluster {
-			if a.cluster != "" {
-				return nil, fmt.Errorf("token file line %d: a second cluster token", line)
+			if slices.Contains(a.cluster, fields[0]) {
+				return nil, fmt.Errorf("token file line %d: the same cluster token twice", line)
 			}
-			a.cluster = fields[0]
+			a.cluster = append(a.cluster, fields[0])
 		}
 		a.tokens = append(a.tokens, t)
 	}
 	if err := sc.Err(); err != nil {
 		return nil, err
 	}
-	if len(a.tokens) > 0 && a.cluster == "" {
+	if len(a.tokens) > 0 && len(a.cluster) == 0 {
 		return nil, fmt.Errorf("token file: a line with role cluster is required (binders use it to call each other)")
 	}
 	return a, nil
 }
 
-// ClusterToken is the credential binders send to each other.
-func (a *Auth) ClusterToken() string { return a.cluster }
+// ClusterToken is the credential this binder sends to the others: the
+// first cluster token of the file.
+func (a *Auth) ClusterToken() string {
+	if set := a.tokens(); set != nil && len(set.cluster) > 0 {
+		return set.cluster[0]
+	}
+	return ""
+}
+
+// tokens is the set in force; nil for a nil or zero Auth.
+func (a *Auth) tokens() *tokenSet {
+	if a == nil {
+		return nil
+	}
+	return a.set.Load()
+}
 
 // enabled says whether requests are checked at all.
-func (a *Auth) enabled() bool { return a != nil && len(a.tokens) > 0 }
+func (a *Auth) enabled() bool {
+	set := a.tokens()
+	return set != nil && len(set.tokens) > 0
+}
 
 // identify finds the request's token. Every configured token is compared,
 // in constant time, whatever matches, so timing does not tell how much of
@@ -122,10 +175,14 @@ func (a *Auth) identify(r *http.Request) (*Token, bool) {
 // lookup returns the configured token equal to secret, nil if none,
 // comparing every token in constant time.
 func (a *Auth) lookup(secret string) *Token {
+	set := a.tokens()
+	if set == nil {
+		return nil
+	}
 	var found *Token
-	for i := range a.tokens {
-		if subtle.ConstantTimeCompare([]byte(secret), a.tokens[i].secret) == 1 {
-			found = &a.tokens[i]
+	for i := range set.tokens {
+		if subtle.ConstantTimeCompare([]byte(secret), set.tokens[i].secret) == 1 {
+			found = &set.tokens[i]
 		}
 	}
 	return found

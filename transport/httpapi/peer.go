@@ -24,7 +24,7 @@ var _ binder.Peer = (*PeerClient)(nil)
 // PeerClient is the HTTP side of binder.Peer: how one node calls another.
 type PeerClient struct {
 	http   *http.Client
-	token  string // the cluster's credential, when tokens are configured
+	token  atomic.Pointer[string] // the cluster's credential, when tokens are configured
 	scheme string
 	// clusterID, once the node hands it over, gives the id sent in
 	// wire.HeaderCluster (see binder.ClusterMember).
@@ -51,8 +51,9 @@ func (p *PeerClient) base(target string) string {
 	return p.scheme + "://" + target
 }
 
-// SetToken makes every call carry the cluster's credential.
-func (p *PeerClient) SetToken(token string) { p.token = token }
+// SetToken makes every call from now on carry the cluster's credential;
+// safe while calls are being made (a token file reload).
+func (p *PeerClient) SetToken(token string) { p.token.Store(&token) }
 
 // NewPeerClient returns a client with connection reuse and bounded dials.
 func NewPeerClient() *PeerClient {
@@ -173,8 +174,8 @@ func (p *PeerClient) doWith(ctx context.Context, method, url string, header http
 	if body != nil {
 		req.Header.Set("Content-Type", "application/json")
 	}
-	if p.token != "" {
-		req.Header.Set("Authorization", "Bearer "+p.token)
+	if tok := p.token.Load(); tok != nil && *tok != "" {
+		req.Header.Set("Authorization", "Bearer "+*tok)
 	}
 	if id := p.clusterID.Load(); id != nil {
 		if v := (*id)(); v != "" {

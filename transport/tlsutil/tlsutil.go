@@ -17,6 +17,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"sync/atomic"
 	"time"
 )
 
@@ -37,7 +38,8 @@ func (f Files) Validate() error {
 	return nil
 }
 
-// Configs are a node's TLS settings.
+// Configs are a node's TLS settings. Their certificate, key and CA are
+// read again by Reload; connections made after it use the new files.
 type Configs struct {
 	// HTTPServer serves the API: TLS 1.3; a client certificate is checked
 	// against the CA when one is presented.
@@ -48,25 +50,88 @@ type Configs struct {
 	RaftClient *tls.Config
 	// Client is for the node's own HTTP calls to other nodes.
 	Client *tls.Config
+
+	files   Files
+	current atomic.Pointer[material]
+}
+
+// material is what one reading of the files gave.
+type material struct {
+	cert                   *tls.Certificate
+	pool                   *x509.CertPool
+	httpServer, raftServer *tls.Config // per-handshake configs with the pool
+	leaf                   *x509.Certificate
 }
 
 // Load reads the files and builds a node's configurations.
 func Load(f Files) (*Configs, error) {
-	cert, err := tls.LoadX509KeyPair(f.Cert, f.Key)
-	if err != nil {
-		return nil, fmt.Errorf("load certificate: %w", err)
-	}
-	pool, err := LoadCA(f.CA)
-	if err != nil {
+	c := &Configs{files: f}
+	if err := c.Reload(); err != nil {
 		return nil, err
 	}
-	base := func() *tls.Config {
-		return &tls.Config{MinVersion: tls.VersionTLS13, Certificates: []tls.Certificate{cert}, RootCAs: pool, ClientCAs: pool}
+	getCert := func(*tls.ClientHelloInfo) (*tls.Certificate, error) { return c.current.Load().cert, nil }
+	getClientCert := func(*tls.CertificateRequestInfo) (*tls.Certificate, error) { return c.current.Load().cert, nil }
+	c.HTTPServer = &tls.Config{MinVersion: tls.VersionTLS13, GetCertificate: getCert, ClientAuth: tls.VerifyClientCertIfGiven,
+		GetConfigForClient: func(*tls.ClientHelloInfo) (*tls.Config, error) { return c.current.Load().httpServer, nil }}
+	c.RaftServer = &tls.Config{MinVersion: tls.VersionTLS13, GetCertificate: getCert, ClientAuth: tls.RequireAndVerifyClientCert,
+		GetConfigForClient: func(*tls.ClientHelloInfo) (*tls.Config, error) { return c.current.Load().raftServer, nil }}
+	client := func() *tls.Config {
+		// The CA may change on Reload, and RootCAs cannot: the chain is
+		// verified here against the CA of the moment. InsecureSkipVerify
+		// only turns off the built-in check this replaces; no connection
+		// is accepted unverified.
+		return &tls.Config{MinVersion: tls.VersionTLS13, GetClientCertificate: getClientCert,
+			InsecureSkipVerify: true, VerifyConnection: c.verifyServer}
 	}
-	c := &Configs{HTTPServer: base(), RaftServer: base(), RaftClient: base(), Client: base()}
-	c.HTTPServer.ClientAuth = tls.VerifyClientCertIfGiven
-	c.RaftServer.ClientAuth = tls.RequireAndVerifyClientCert
+	c.RaftClient, c.Client = client(), client()
 	return c, nil
+}
+
+// Reload reads the certificate, key and CA files again. On any error the
+// configuration in force stays as it was.
+func (c *Configs) Reload() error {
+	cert, err := tls.LoadX509KeyPair(c.files.Cert, c.files.Key)
+	if err != nil {
+		return fmt.Errorf("load certificate: %w", err)
+	}
+	leaf, err := x509.ParseCertificate(cert.Certificate[0])
+	if err != nil {
+		return fmt.Errorf("load certificate: %w", err)
+	}
+	pool, err := LoadCA(c.files.CA)
+	if err != nil {
+		return err
+	}
+	if _, err := leaf.Verify(x509.VerifyOptions{Roots: pool, KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageAny}}); err != nil {
+		// A certificate the CA does not vouch for would cut this node off
+		// from every other: keep the old pair.
+		return fmt.Errorf("certificate %s is not signed by the CA in %s: %w", c.files.Cert, c.files.CA, err)
+	}
+	server := func(auth tls.ClientAuthType) *tls.Config {
+		return &tls.Config{MinVersion: tls.VersionTLS13, Certificates: []tls.Certificate{cert}, ClientCAs: pool, ClientAuth: auth}
+	}
+	c.current.Store(&material{cert: &cert, pool: pool, leaf: leaf,
+		httpServer: server(tls.VerifyClientCertIfGiven), raftServer: server(tls.RequireAndVerifyClientCert)})
+	return nil
+}
+
+// Certificate is the certificate in force (after the last good Reload).
+func (c *Configs) Certificate() *x509.Certificate { return c.current.Load().leaf }
+
+// verifyServer checks the server's chain and name against the CA in
+// force, as crypto/tls would against RootCAs.
+func (c *Configs) verifyServer(cs tls.ConnectionState) error {
+	if len(cs.PeerCertificates) == 0 {
+		return errors.New("tls: the server sent no certificate")
+	}
+	opts := x509.VerifyOptions{Roots: c.current.Load().pool, DNSName: cs.ServerName, Intermediates: x509.NewCertPool()}
+	for _, ic := range cs.PeerCertificates[1:] {
+		opts.Intermediates.AddCert(ic)
+	}
+	if _, err := cs.PeerCertificates[0].Verify(opts); err != nil {
+		return &tls.CertificateVerificationError{UnverifiedCertificates: cs.PeerCertificates, Err: err}
+	}
+	return nil
 }
 
 // LoadCA reads a PEM bundle of CA certificates.
