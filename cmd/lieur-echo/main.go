@@ -1,7 +1,10 @@
 // Command lieur-echo is lieur's example application: `serve` runs a TCP echo
 // server that registers with the binders at start-up and deregisters when
 // stopped; `call` finds a server through the binders and calls it directly,
-// reporting an unreachable server and trying the next.
+// reporting an unreachable server and trying the next. `grpc-serve` and
+// `grpc-call` do the same over gRPC (grpc.go): a health server that names
+// the instance that answered, and a client that dials lieur:///TYPE through
+// package client/grpcresolver.
 package main
 
 import (
@@ -44,21 +47,29 @@ func newRootCmd() *cobra.Command {
 	root.PersistentFlags().StringVar(&binders, "binders", os.Getenv("LIEUR_BINDERS"), "binder URLs, comma-separated (default $LIEUR_BINDERS)")
 	root.PersistentFlags().StringVar(&ca, "ca", os.Getenv("LIEUR_CA"), "CA certificate (PEM) to trust for https:// binders (default $LIEUR_CA)")
 	root.PersistentFlags().StringVar(&token, "token", os.Getenv("LIEUR_TOKEN"), "token for binders that require one (default $LIEUR_TOKEN)")
-	newClient := func() (*client.Client, error) {
+	newConfig := func() (client.Config, error) {
 		if binders == "" {
-			return nil, errors.New("no binders: set --binders or $LIEUR_BINDERS")
+			return client.Config{}, errors.New("no binders: set --binders or $LIEUR_BINDERS")
 		}
 		cfg := client.Config{Binders: strings.Split(binders, ","), Token: token}
 		if ca != "" {
 			t, err := tlsutil.ClientConfig(ca, "", "")
 			if err != nil {
-				return nil, err
+				return client.Config{}, err
 			}
 			cfg.TLS = t
 		}
+		return cfg, nil
+	}
+	newClient := func() (*client.Client, error) {
+		cfg, err := newConfig()
+		if err != nil {
+			return nil, err
+		}
 		return client.New(cfg)
 	}
-	root.AddCommand(newServeCmd(newClient), newCallCmd(newClient))
+	root.AddCommand(newServeCmd(newClient), newCallCmd(newClient),
+		newGRPCServeCmd(newClient), newGRPCCallCmd(newConfig))
 	return root
 }
 
