@@ -5,12 +5,14 @@ BIN      := bin
 NODES    ?= 3
 DATA_DIR ?=
 
-.PHONY: all build run test unit integration chaos measure bench bench-compare fuzz vet fmt-check clean
+.PHONY: all build run test unit integration chaos netns measure bench bench-compare fuzz vet fmt-check clean
 
 all: build
 
+VERSION  ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
+
 build:
-	$(GO) build -o $(BIN)/lieur ./cmd/lieur
+	$(GO) build -ldflags "-X main.version=$(VERSION)" -o $(BIN)/lieur ./cmd/lieur
 	$(GO) build -o $(BIN)/lieur-echo ./cmd/lieur-echo
 
 ## run: start a local cluster of $(NODES) agents (Ctrl-C stops it);
@@ -20,7 +22,10 @@ run: build
 	./$(BIN)/lieur dev --nodes $(NODES) $(if $(DATA_DIR),--data-dir $(DATA_DIR),) $(if $(TLS),--tls,)
 
 ## test: vet, then every unit and integration test with the race detector.
+## The network-namespace tests run only as root; otherwise a line says why
+## they skip.
 test: vet fmt-check
+	@$(NETNS_NOTE)
 	$(GO) test -race -count=1 -timeout 8m ./...
 
 unit:
@@ -34,6 +39,18 @@ integration:
 CHAOS_DURATION ?= 10m
 chaos:
 	CHAOS_DURATION=$(CHAOS_DURATION) $(GO) test -race -count=1 -timeout 0 -run 'TestChaos$$' -v ./integration/
+
+## netns: the 5-host cluster in network namespaces (TestNetnsCluster,
+## about a minute; needs root and iproute2). `make test` runs it too.
+netns:
+	@$(NETNS_NOTE)
+	$(GO) test -race -count=1 -timeout 10m -run 'TestNetns' -v ./integration/
+
+# Prints why the network-namespace tests will skip here, if they will.
+NETNS_NOTE = if [ "$$(id -u)" -ne 0 ]; then echo "note: the network-namespace tests (TestNetns*, TestPrometheusDNSSDInNetns) skip: they need root"; \
+	elif ! command -v ip >/dev/null 2>&1; then echo "note: the network-namespace tests skip: iproute2's ip is missing"; \
+	elif ip netns add lieur-make-probe-$$$$ 2>/dev/null; then ip netns del lieur-make-probe-$$$$; \
+	else echo "note: the network-namespace tests skip: this machine cannot create network namespaces"; fi
 
 ## measure: the failover and catch-up figures of docs/reliability.md.
 measure:
@@ -58,6 +75,7 @@ fuzz:
 	$(GO) test -run XXX -fuzz '^FuzzRestore$$' -fuzztime $(FUZZTIME) ./fsm
 	$(GO) test -run XXX -fuzz '^FuzzSnapshotRoundTrip$$' -fuzztime $(FUZZTIME) ./fsm
 	$(GO) test -run XXX -fuzz '^FuzzHandlerBodies$$' -fuzztime $(FUZZTIME) ./transport/httpapi
+	$(GO) test -run XXX -fuzz '^FuzzSnapshotFile$$' -fuzztime $(FUZZTIME) ./binder
 
 vet:
 	$(GO) vet ./...

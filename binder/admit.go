@@ -50,7 +50,7 @@ func (n *Node) admit(ctx context.Context, cmd fsm.Command) (fsm.Command, error) 
 	}
 	refuse := n.refusal(cmd)
 	if refuse != nil {
-		if _, err := n.ReadIndex(ctx); err != nil {
+		if _, err := n.readIndex(ctx, false); err != nil {
 			return nil, err
 		}
 		if refuse = n.refusal(cmd); refuse != nil {
@@ -82,6 +82,8 @@ func formatNeeded(cmd fsm.Command) int {
 		}
 	case fsm.CheckStatusCmd:
 		return 3
+	case fsm.RestoreCmd:
+		return restoreFormat
 	case fsm.ClusterIDCmd:
 		return 2
 	}

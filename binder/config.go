@@ -84,6 +84,11 @@ type Config struct {
 	// JoinTimeout bounds how long such a node keeps asking (default 30 s):
 	// past it, Run fails instead of retrying a dead address forever.
 	JoinTimeout time.Duration
+	// Recovery, when set, rewrites the Raft configuration of a node with
+	// state to its servers before raft starts: the way back for the
+	// survivors of a cluster that lost its quorum for good (recover.go).
+	// Peers and Join are then not needed.
+	Recovery *Recovery
 
 	// Stream carries Raft traffic (transport/raftnet). Its Addr is this
 	// node's Raft address.
@@ -126,6 +131,17 @@ type Config struct {
 	// probing it first (by default one that still answers is kept,
 	// flagged stale-lease).
 	ExpireWithoutProbe bool
+	// Nonvoter, with Join: join as a non-voter, a read replica that
+	// applies the log and serves reads from its memory but never votes,
+	// never counts toward a quorum and cannot lead (see operator.go). A
+	// node with Raft state keeps the role the configuration gives it
+	// (promote and demote change it).
+	Nonvoter bool
+	// CleanupDeadAfter, when positive, makes the leader remove a server it
+	// has not heard from over Raft for this long, as long as the voters
+	// left keep a quorum it hears from and number at least three (see
+	// cleanup.go); 0, the default, turns it off.
+	CleanupDeadAfter time.Duration
 }
 
 // Validate checks c and applies defaults.
@@ -143,10 +159,14 @@ func (c *Config) Validate() error {
 		return errors.New("config: peer client is required")
 	case c.HTTPAddr == "":
 		return errors.New("config: http address is required")
-	case len(c.Peers) == 0 && c.Join == "":
+	case len(c.Peers) == 0 && c.Join == "" && c.Recovery == nil:
 		return errors.New("config: either peers or join is required")
 	case len(c.Peers) > 0 && c.Join != "":
 		return errors.New("config: peers and join are exclusive")
+	case c.Nonvoter && c.Join == "":
+		return errors.New("config: nonvoter needs join (bootstrapped peers are voters)")
+	case c.CleanupDeadAfter != 0 && c.CleanupDeadAfter < MinCleanupDeadAfter:
+		return fmt.Errorf("config: cleanup-dead-after %s is below %s (0 turns it off)", c.CleanupDeadAfter, MinCleanupDeadAfter)
 	}
 	if len(c.Peers) > 0 {
 		self := false

@@ -17,9 +17,10 @@ import (
 // Read modes, strongest first:
 //
 //   - consistent (ConsistentRead): linearizable. The leader confirms it
-//     still leads (VerifyLeader, only once its first Barrier of the term has
-//     applied everything earlier leaders committed); a follower asks the
-//     leader for a read index and waits until its own table reflects it.
+//     still leads (a barrier of its term committed by a majority, only once
+//     its first Barrier of the term has applied everything earlier leaders
+//     committed; see ReadIndex); a follower asks the leader for a read
+//     index and waits until its own table reflects it.
 //   - default (ReadAllowed): served from local memory by a node that has
 //     caught up since it started and has heard from a leader within
 //     MaxStaleness, whether or not it knows one right now (elections do
@@ -130,9 +131,20 @@ func (n *Node) watchLeadership() {
 }
 
 // ReadIndex is the leader's side of a read-index request: the index of the
-// last command applied here, taken once leadership is confirmed. Any write
+// last command applied here, taken once leadership is confirmed by a
+// barrier of this leader's term (see confirmRounds). Any write
 // acknowledged before the call has an index at most this one.
 func (n *Node) ReadIndex(ctx context.Context) (uint64, error) {
+	return n.readIndex(ctx, true)
+}
+
+// readIndex is ReadIndex; with strict false, leadership is confirmed by
+// VerifyLeader alone, which writes nothing to the log but can be fooled
+// by a leader that was frozen (see confirmRounds). admit uses it: a write
+// refused by a deposed leader's table is refused wrongly at worst, and
+// the client may retry, while a barrier for every refused write would let
+// bad requests grow the log.
+func (n *Node) readIndex(ctx context.Context, strict bool) (uint64, error) {
 	if n.raft.State() != raft.Leader {
 		return 0, ErrNotLeader
 	}
@@ -144,11 +156,94 @@ func (n *Node) ReadIndex(ctx context.Context) (uint64, error) {
 			return 0, fmt.Errorf("%w: leader not ready: %v", ErrNoLeader, ctx.Err())
 		}
 	}
-	idx := n.fsm.Applied()
-	if err := n.raft.VerifyLeader().Error(); err != nil {
-		return 0, fmt.Errorf("%w: %v", ErrNotLeader, err)
+	if !strict {
+		idx := n.fsm.Applied()
+		if err := n.raft.VerifyLeader().Error(); err != nil {
+			return 0, fmt.Errorf("%w: %v", ErrNotLeader, err)
+		}
+		return idx, nil
 	}
-	return idx, nil
+	if err := n.confirm.confirm(ctx, n.confirmLeadership); err != nil {
+		return 0, err
+	}
+	return n.fsm.Applied(), nil
+}
+
+// confirmLeadership proves that this node still leads, with everything
+// committed before the call applied here.
+//
+// VerifyLeader alone is not proof: hashicorp/raft counts any answer to an
+// append or heartbeat the leader sent earlier as a vote for a
+// verification registered later. A leader frozen (SIGSTOP, a long GC or
+// VM pause) with such answers in its socket buffers reads them on waking
+// and "verifies" its leadership although a newer leader has meanwhile
+// acknowledged writes it does not hold. A barrier is an entry of this
+// leader's term: it commits only if a majority still accepts the term,
+// which no majority does once a newer leader was elected, and once it
+// applied, every write acknowledged before it is in the table.
+// VerifyLeader first fails fast in the common case of a leader that knows
+// it was deposed.
+func (n *Node) confirmLeadership() error {
+	if err := n.raft.VerifyLeader().Error(); err != nil {
+		return fmt.Errorf("%w: %v", ErrNotLeader, err)
+	}
+	if err := n.raft.Barrier(n.cfg.WriteHold).Error(); err != nil {
+		return fmt.Errorf("%w: confirming leadership: %v", ErrNotLeader, err)
+	}
+	return nil
+}
+
+// confirmRounds coalesces leadership confirmations, so that consistent
+// reads cost one barrier per round, not one log entry each: a caller joins
+// the next round that has not started yet (a round that started before
+// the caller arrived cannot vouch for writes acknowledged after it
+// started), and one round runs at a time.
+type confirmRounds struct {
+	mu      sync.Mutex
+	running bool
+	next    *confirmRound
+}
+
+type confirmRound struct {
+	done chan struct{}
+	err  error
+}
+
+// confirm waits for the outcome of the next round of run, or for ctx.
+func (c *confirmRounds) confirm(ctx context.Context, run func() error) error {
+	c.mu.Lock()
+	if c.next == nil {
+		c.next = &confirmRound{done: make(chan struct{})}
+	}
+	r := c.next
+	if !c.running {
+		c.running = true
+		go c.loop(run)
+	}
+	c.mu.Unlock()
+	select {
+	case <-r.done:
+		return r.err
+	case <-ctx.Done():
+		return fmt.Errorf("%w: confirming leadership: %v", ErrNoLeader, ctx.Err())
+	}
+}
+
+// loop runs rounds while callers wait for one, then ends.
+func (c *confirmRounds) loop(run func() error) {
+	for {
+		c.mu.Lock()
+		r := c.next
+		if r == nil {
+			c.running = false
+			c.mu.Unlock()
+			return
+		}
+		c.next = nil
+		c.mu.Unlock()
+		r.err = run()
+		close(r.done)
+	}
 }
 
 // ConsistentRead returns once this node's table reflects every write
@@ -156,12 +251,19 @@ func (n *Node) ReadIndex(ctx context.Context) (uint64, error) {
 // a reachable leader it retries up to the write hold timeout, then fails
 // with ErrNoLeader.
 func (n *Node) ConsistentRead(ctx context.Context) error {
+	return n.consistentRead(ctx, true)
+}
+
+// consistentRead is ConsistentRead; strict false is as for readIndex, on
+// a leader (a follower asks the leader, which always confirms with a
+// barrier).
+func (n *Node) consistentRead(ctx context.Context, strict bool) error {
 	ctx, cancel := context.WithTimeout(ctx, n.cfg.WriteHold)
 	defer cancel()
 	for attempt := 1; ; attempt++ {
 		var err error
 		if n.raft.State() == raft.Leader {
-			_, err = n.ReadIndex(ctx)
+			_, err = n.readIndex(ctx, strict)
 		} else if addr, lerr := n.leaderHTTPAddr(); lerr != nil {
 			err = lerr
 		} else {

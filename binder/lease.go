@@ -55,6 +55,11 @@ type lease struct {
 	probeStarted time.Time
 	renewedAt    time.Time // last heartbeat
 	healthySince time.Time // first heartbeat of the current steady run
+	// clock says what last set renewedAt: a heartbeat, or, before this
+	// leader has received one, the registration or this leader's start
+	// of its lease clocks. GET /v1/leases shows it, so that an age is
+	// never passed off as a heartbeat's when none was received.
+	clock string
 }
 
 // leases is the leader's table of deadlines. It is empty on followers.
@@ -100,7 +105,8 @@ func (l *leases) merge(insts []fsm.Instance, now time.Time) {
 		}
 		if inst.TTLMillis > 0 {
 			ttl := time.Duration(inst.TTLMillis) * time.Millisecond
-			l.byID[inst.ID] = &lease{typ: inst.Type, regIndex: inst.Index, ttl: ttl, deadline: now.Add(ttl), renewedAt: now, healthySince: now}
+			l.byID[inst.ID] = &lease{typ: inst.Type, regIndex: inst.Index, ttl: ttl, deadline: now.Add(ttl), renewedAt: now, healthySince: now,
+				clock: LeaseClockLeadership}
 		}
 	}
 }
@@ -131,7 +137,8 @@ func (l *leases) observe(c fsm.Change, now time.Time) {
 		delete(l.byID, inst.ID)
 		if inst.TTLMillis > 0 {
 			ttl := time.Duration(inst.TTLMillis) * time.Millisecond
-			l.byID[inst.ID] = &lease{typ: inst.Type, regIndex: inst.Index, ttl: ttl, deadline: now.Add(ttl), renewedAt: now, healthySince: now}
+			l.byID[inst.ID] = &lease{typ: inst.Type, regIndex: inst.Index, ttl: ttl, deadline: now.Add(ttl), renewedAt: now, healthySince: now,
+				clock: LeaseClockRegistration}
 		}
 	case fsm.Removed:
 		delete(l.byID, inst.ID)
@@ -150,6 +157,7 @@ func (l *leases) renew(id string, regIndex uint64, now time.Time) bool {
 		le.healthySince = now // the steady run starts again
 	}
 	le.renewedAt = now
+	le.clock = LeaseClockHeartbeat
 	le.deadline = now.Add(le.ttl)
 	le.deferred = false
 	return true

@@ -16,7 +16,8 @@ import (
 // membershipTimeout bounds one configuration change.
 const membershipTimeout = 10 * time.Second
 
-// Join adds m as a voter. On a follower the request is forwarded to the
+// Join adds m as a voter, or as a nonvoter when m.Voter is false (a read
+// replica, see operator.go). On a follower the request is forwarded to the
 // leader. A server already known under m's id or Raft address is removed
 // first: a node that lost its data must not keep its old identity, or it
 // could vote twice in one term.
@@ -82,10 +83,14 @@ func (n *Node) joinLocal(m Member) error {
 			return membershipErr("remove old "+string(s.ID), err)
 		}
 	}
-	if err := n.raft.AddVoter(raft.ServerID(m.ID), raft.ServerAddress(m.RaftAddr), 0, membershipTimeout).Error(); err != nil {
+	add, role := n.raft.AddVoter, RoleVoter
+	if !m.Voter {
+		add, role = n.raft.AddNonvoter, RoleNonvoter
+	}
+	if err := add(raft.ServerID(m.ID), raft.ServerAddress(m.RaftAddr), 0, membershipTimeout).Error(); err != nil {
 		return membershipErr("add "+m.ID, err)
 	}
-	n.log.Info("added voter", "id", m.ID, "raft_addr", m.RaftAddr, "http_addr", m.HTTPAddr)
+	n.log.Info("added "+role, "id", m.ID, "raft_addr", m.RaftAddr, "http_addr", m.HTTPAddr)
 	data, err := fsm.Encode(fsm.NodeMetaCmd{NodeID: m.ID, HTTPAddr: m.HTTPAddr})
 	if err != nil {
 		return err
@@ -109,7 +114,14 @@ func (n *Node) RemoveMember(ctx context.Context, id string) error {
 	}
 	return n.onLeader(ctx, "remove member "+id,
 		func() error { return n.removeLocal(id) },
-		func(addr string) error { return n.cfg.Peer.RemoveMember(ctx, addr, id) })
+		func(addr string) error {
+			err := n.cfg.Peer.RemoveMember(ctx, addr, id)
+			if errors.Is(err, ErrUnknownID) && !errors.Is(err, ErrNotMember) {
+				// The leader's 404 comes back bare; it is about a member.
+				return fmt.Errorf("remove member %s: %w", id, ErrNotMember)
+			}
+			return err
+		})
 }
 
 func (n *Node) removeLocal(id string) error {
@@ -118,15 +130,18 @@ func (n *Node) removeLocal(id string) error {
 		found = found || m.ID == id
 	}
 	if !found {
-		return fmt.Errorf("remove member %s: %w", id, ErrUnknownID)
+		return fmt.Errorf("remove member %s: %w", id, ErrNotMember)
 	}
 	if id == n.cfg.ID {
 		return fmt.Errorf("%w: %s is the leader; stop it or transfer leadership first", ErrInvalid, id)
 	}
+	if err := n.removalRefusal(id); err != nil {
+		return err
+	}
 	if err := n.raft.RemoveServer(raft.ServerID(id), 0, membershipTimeout).Error(); err != nil {
 		return membershipErr("remove "+id, err)
 	}
-	n.log.Info("removed voter", "id", id)
+	n.log.Info("removed server", "id", id)
 	data, err := fsm.Encode(fsm.NodeForgetCmd{NodeID: id})
 	if err != nil {
 		return err
@@ -163,13 +178,16 @@ func (n *Node) members() []Member {
 
 // Cluster returns the leader's id and every member with its state. Each
 // member's state is its own answer, asked over its HTTP API with a short
-// timeout; a member that does not answer is "unknown".
+// timeout; a member that does not answer is "unknown". Unheard is the
+// leader's record (its own, or from its answer).
 func (n *Node) Cluster(ctx context.Context) (string, []Member) {
 	_, leader := n.raft.LeaderWithID()
 	members := n.members()
 	ctx, cancel := context.WithTimeout(ctx, 500*time.Millisecond)
 	defer cancel()
 	var wg sync.WaitGroup
+	var mu sync.Mutex
+	unheard := n.localUnheard()
 	for i := range members {
 		m := &members[i]
 		if m.ID == n.cfg.ID {
@@ -189,8 +207,16 @@ func (n *Node) Cluster(ctx context.Context) (string, []Member) {
 				return
 			}
 			m.State = st.State
+			if m.ID == string(leader) {
+				mu.Lock()
+				unheard = st.Unheard
+				mu.Unlock()
+			}
 		}()
 	}
 	wg.Wait()
+	for i := range members {
+		members[i].Unheard = unheard[members[i].ID]
+	}
 	return string(leader), members
 }

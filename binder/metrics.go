@@ -55,7 +55,7 @@ func newMetrics() *metrics {
 // Collectors returns the node's Prometheus collectors: its instruments and
 // a collector reading raft and table state at scrape time.
 func (n *Node) Collectors() []prometheus.Collector {
-	return []prometheus.Collector{n.metrics.applySeconds, n.metrics.verdicts, n.metrics.waiters, n.metrics.expiries, stateCollector{n}}
+	return []prometheus.Collector{n.metrics.applySeconds, n.metrics.verdicts, n.metrics.waiters, n.metrics.expiries, n.dead.removed, stateCollector{n}}
 }
 
 var (

@@ -41,6 +41,9 @@ type Status struct {
 	// ClusterIDKnown whether it has applied the cluster id.
 	LogFormat      int
 	ClusterIDKnown bool
+	// Unheard, on the leader: the servers it does not hear from over
+	// Raft, and for how long (cleanup.go).
+	Unheard map[string]time.Duration
 }
 
 // Member is one server of the Raft configuration.
@@ -52,6 +55,9 @@ type Member struct {
 	// State is "leader", "follower", "candidate" or "unknown" (not
 	// reachable).
 	State string
+	// Unheard: how long the leader has not heard from this server over
+	// Raft (cleanup.go); 0 while it does.
+	Unheard time.Duration
 }
 
 // Node is one binder. Create it with New, run its background work with
@@ -72,11 +78,14 @@ type Node struct {
 	forwardCh       chan *applyReq
 	forwardInFlight chan struct{}
 	changes         *notifier
-	cursors         sync.Map // type -> *atomic.Uint64
+	events          *EventLog // this binder's recent history of the table, for GET /v1/events
+	cursors         sync.Map  // type -> *atomic.Uint64
 	lead            leadership
+	confirm         confirmRounds // coalesced barriers of consistent reads
 	leases          *leases
 	checks          *checker
 	probeSlots      chan struct{} // bounds the leader's concurrent check probes
+	dead            *deadServers  // the leader's unheard followers (cleanup.go)
 	// holdUntil (unix nanos): until then /v1/status reports that report
 	// removals were held because this binder seemed cut off.
 	holdUntil atomic.Int64
@@ -121,6 +130,7 @@ func New(cfg Config) (*Node, error) {
 		cfg:         cfg,
 		log:         cfg.Logger,
 		changes:     newNotifier(),
+		events:      NewEventLog(EventRingSize),
 		verifying:   map[string]*verification{},
 		removed:     map[string]time.Time{},
 		leaderSeen:  newNotifier(),
@@ -128,6 +138,7 @@ func New(cfg Config) (*Node, error) {
 		checks:      newChecker(),
 		probeSlots:  make(chan struct{}, maxConcurrentProbes),
 		guardLogged: map[string]int{},
+		dead:        newDeadServers(cfg.HeartbeatTimeout, cfg.LeaderLeaseTimeout),
 		ctx:         ctx,
 		cancel:      cancel,
 	}
@@ -168,7 +179,8 @@ func New(cfg Config) (*Node, error) {
 
 	rc := raft.DefaultConfig()
 	rc.LocalID = raft.ServerID(cfg.ID)
-	rc.Logger = cfg.Logger.Named("raft")
+	// Tapped for the leader's lease-check reports (cleanup.go).
+	rc.Logger = raftLogTap{Logger: cfg.Logger.Named("raft"), n: n}
 	rc.HeartbeatTimeout = cfg.HeartbeatTimeout
 	rc.ElectionTimeout = cfg.ElectionTimeout
 	rc.LeaderLeaseTimeout = cfg.LeaderLeaseTimeout
@@ -182,6 +194,14 @@ func New(cfg Config) (*Node, error) {
 	rc.MaxAppendEntries = 64
 
 	n.trans = raftTransport(cfg)
+	if cfg.Recovery != nil {
+		if err := n.recoverCluster(rc, logs, snaps); err != nil {
+			n.trans.Close()
+			store.Close()
+			cancel()
+			return nil, err
+		}
+	}
 	r, err := raft.NewRaft(rc, &timedFSM{FSM: n.fsm, applySeconds: n.metrics.applySeconds}, logs, store, snaps, n.trans)
 	if err != nil {
 		n.trans.Close()
@@ -211,6 +231,8 @@ func New(cfg Config) (*Node, error) {
 	go n.runLeases()
 	go n.runBatcher()
 	go n.runForwarder()
+	n.wg.Add(1)
+	go n.runDeadServers()
 	obs := make(chan raft.Observation, 16)
 	n.observer = raft.NewObserver(obs, false, func(o *raft.Observation) bool {
 		_, ok := o.Data.(raft.LeaderObservation)
@@ -263,7 +285,7 @@ func (n *Node) Run(ctx context.Context) error {
 // succeeds or cfg.JoinTimeout passes: a wrong or dead --join address must
 // end the agent with an error rather than leave it retrying unnoticed.
 func (n *Node) joinCluster(ctx context.Context) error {
-	m := Member{ID: n.cfg.ID, RaftAddr: string(n.trans.LocalAddr()), HTTPAddr: n.cfg.HTTPAddr, Voter: true}
+	m := Member{ID: n.cfg.ID, RaftAddr: string(n.trans.LocalAddr()), HTTPAddr: n.cfg.HTTPAddr, Voter: !n.cfg.Nonvoter}
 	jctx, cancel := context.WithTimeout(ctx, n.cfg.JoinTimeout)
 	defer cancel()
 	var last error
@@ -400,6 +422,7 @@ func (n *Node) Status() Status {
 		VerificationHold: time.Now().UnixNano() < n.holdUntil.Load(),
 		LogFormat:        n.clusterFormat(),
 		ClusterIDKnown:   n.fsm.ClusterID() != "",
+		Unheard:          n.localUnheard(),
 	}
 }
 
@@ -419,9 +442,10 @@ func stateName(s raft.RaftState) string {
 // observe runs on raft's apply goroutine once per log entry that changed
 // the table, after the whole entry is applied: waiters woken here read all
 // of it.
-func (n *Node) observe(_ uint64, changes []fsm.Change) {
+func (n *Node) observe(index uint64, changes []fsm.Change) {
 	now := time.Now()
-	var types []string
+	n.events.Append(index, now, changes)
+	var types typeList
 	for _, c := range changes {
 		inst := c.Instance
 		addr := joinHostPort(inst.Address, inst.Port)
@@ -430,7 +454,7 @@ func (n *Node) observe(_ uint64, changes []fsm.Change) {
 			if c.Replaced != nil {
 				n.log.Info("new service", "id", inst.ID, "type", inst.Type, "addr", addr, "replaced", true)
 				if c.Replaced.Type != inst.Type {
-					types = appendNew(types, c.Replaced.Type)
+					types.add(c.Replaced.Type)
 				}
 			} else {
 				n.log.Info("new service", "id", inst.ID, "type", inst.Type, "addr", addr)
@@ -447,9 +471,9 @@ func (n *Node) observe(_ uint64, changes []fsm.Change) {
 		}
 		n.leases.observe(c, now)
 		n.checks.observe(c, now)
-		types = appendNew(types, inst.Type)
+		types.add(inst.Type)
 	}
-	for _, typ := range types {
+	for _, typ := range types.list {
 		// HasType, not a view: building a type's sorted view after every
 		// entry would cost a sort per write to a large type.
 		if !n.fsm.HasType(typ) {
@@ -461,13 +485,35 @@ func (n *Node) observe(_ uint64, changes []fsm.Change) {
 	}
 }
 
-func appendNew(list []string, s string) []string {
-	for _, v := range list {
-		if v == s {
-			return list
+// typeList collects the types an entry touched, once each, in order: by
+// a scan while they are few (an entry of writes), through a set once they
+// are many (a restored snapshot brings every instance of every type: a
+// scan made a restore of 1 000 000 instances over 10 000 types quadratic).
+type typeList struct {
+	list []string
+	seen map[string]struct{}
+}
+
+func (t *typeList) add(typ string) {
+	if t.seen != nil {
+		if _, ok := t.seen[typ]; !ok {
+			t.seen[typ] = struct{}{}
+			t.list = append(t.list, typ)
+		}
+		return
+	}
+	for _, v := range t.list {
+		if v == typ {
+			return
 		}
 	}
-	return append(list, s)
+	t.list = append(t.list, typ)
+	if len(t.list) > 16 {
+		t.seen = make(map[string]struct{}, 64)
+		for _, v := range t.list {
+			t.seen[v] = struct{}{}
+		}
+	}
 }
 
 func (n *Node) noteRemoved(id string) {

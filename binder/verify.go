@@ -51,8 +51,9 @@ func (n *Node) Report(ctx context.Context, id string) (Verdict, uint64, error) {
 		// This node may lag: before answering about an id it does not
 		// hold, catch up with the leader, so that "removed" means the id
 		// really is gone and "unknown id" is not a stale answer. Without
-		// a leader there is no answer to give, only a guess.
-		if err := n.ConsistentRead(ctx); err != nil {
+		// a leader there is no answer to give, only a guess. Not strict:
+		// a report of an unknown id must not cost a log entry.
+		if err := n.consistentRead(ctx, false); err != nil {
 			return "", 0, fmt.Errorf("report %s: this node does not hold it and cannot check with the leader: %w", id, err)
 		}
 		inst, ok = n.fsm.Get(id)

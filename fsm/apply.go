@@ -35,6 +35,10 @@ func (f *FSM) applyBatch(index uint64, b BatchCmd) *BatchResult {
 		if err == nil {
 			if _, nested := cmd.(BatchCmd); nested {
 				err = fmt.Errorf("%w: nested batch", ErrBadCommand)
+			} else if _, restore := cmd.(RestoreCmd); restore {
+				// It replaces the whole table: the leader writes it
+				// alone, never among other writes.
+				err = fmt.Errorf("%w: a restore is an entry of its own, not part of a batch", ErrBadCommand)
 			} else {
 				err = Validate(cmd)
 			}
@@ -69,6 +73,9 @@ func (f *FSM) ApplyCommand(index uint64, cmd Command) *Result {
 	if _, nested := cmd.(BatchCmd); nested {
 		f.applied.Store(index)
 		return &Result{Index: index, Err: fmt.Errorf("%w: a batch is applied through Apply", ErrBadCommand)}
+	}
+	if c, ok := cmd.(RestoreCmd); ok {
+		return f.applyRestore(index, c)
 	}
 	f.mu.Lock()
 	res, changes := f.applyLocked(index, cmd, nil)

@@ -114,7 +114,8 @@ type NodeMetaCmd struct {
 //
 //  1. the v1 commands;
 //  2. cluster-id/v1, and the scope of register/v1 and deregister/v1;
-//  3. tags, weights and checks on register/v1, and check-status/v1.
+//  3. tags, weights and checks on register/v1, and check-status/v1;
+//  4. restore/v1.
 //
 // A build ignores what it does not know of a later format (a scope it
 // would not check, a command it would refuse), so the leader writes a
@@ -122,7 +123,7 @@ type NodeMetaCmd struct {
 // (binder's cluster format); until then it writes what all of them apply
 // alike. Once a cluster uses a format, a build that predates it must not
 // join it.
-const LogFormat = 3
+const LogFormat = 4
 
 // LeaseStateCmd flags a lease whose deadline passed but whose instance still
 // answered a probe (Stale), or clears the flag when it heartbeats again.
@@ -201,6 +202,8 @@ func Decode(data []byte) (Command, error) {
 		return decodeBody[ClusterIDCmd](env)
 	case TagCheckStatus:
 		return decodeBody[CheckStatusCmd](env)
+	case TagRestore:
+		return decodeBody[RestoreCmd](env)
 	default:
 		return nil, fmt.Errorf("%w: unknown type %q", ErrBadCommand, env.Type)
 	}

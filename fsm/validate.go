@@ -285,6 +285,8 @@ func validate(cmd Command) error {
 			return fmt.Errorf("empty batch")
 		}
 		return nil
+	case RestoreCmd:
+		return validateRestore(c)
 	}
 	return fmt.Errorf("unhandled command %T", cmd)
 }

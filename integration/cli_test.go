@@ -431,7 +431,7 @@ func TestCLI(t *testing.T) {
 		for _, m := range cl.Members {
 			n := byID[m.ID]
 			require.NotNil(t, n, "member %s is a node of the cluster", m.ID)
-			assert.Equal(t, wire.Member{ID: n.id, RaftAddr: n.raftAddr, HTTPAddr: n.httpAddr, Voter: true, State: m.State}, m)
+			assert.Equal(t, wire.Member{ID: n.id, RaftAddr: n.raftAddr, HTTPAddr: n.httpAddr, Voter: true, State: m.State, Role: wire.RoleVoter}, m)
 			assert.Contains(t, []string{"leader", "follower"}, m.State, "state of %s", m.ID)
 			if m.State == "leader" {
 				leaders = append(leaders, m.ID)
@@ -441,12 +441,12 @@ func TestCLI(t *testing.T) {
 
 		rows := tableLines(lieurOK(t, one, "members"))
 		require.Len(t, rows, 4)
-		assert.Equal(t, []string{"ID", "STATE", "RAFT", "HTTP", "VOTER"}, rows[0])
+		assert.Equal(t, []string{"ID", "STATE", "RAFT", "HTTP", "ROLE", "UNHEARD"}, rows[0])
 		for _, r := range rows[1:] {
-			require.Len(t, r, 5)
+			require.Len(t, r, 6)
 			n := byID[r[0]]
 			require.NotNil(t, n, "row %q names a node", r)
-			assert.Equal(t, []string{n.id, n.raftAddr, n.httpAddr, "true"}, []string{r[0], r[2], r[3], r[4]})
+			assert.Equal(t, []string{n.id, n.raftAddr, n.httpAddr, "voter", "-"}, []string{r[0], r[2], r[3], r[4], r[5]})
 		}
 	})
 

@@ -13,7 +13,9 @@ import (
 	"path/filepath"
 	"runtime"
 	"strings"
+	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -37,11 +39,9 @@ import (
 // carry the test process's pid and a sequence number, so parallel runs and
 // several namespaces in one test do not collide.
 //
-// Joining namespaces (a later issue: five binders on five "hosts" joined
-// by a bridge) extends this type rather than replacing it: a bridge lives
-// in one more namespace (a hub), each host gets a veth pair with one end
-// moved into the hub and enslaved to the bridge, and addresses are set
-// with IP("addr", "add", ...). Everything `ip -n` needs is the name.
+// Namespaces joined into one Ethernet segment ("hosts" on a LAN) are a
+// netnsLAN, below: a bridge in one more namespace (the hub), one veth pair
+// per host.
 type netns struct {
 	t    testing.TB
 	name string
@@ -61,6 +61,7 @@ func newNetns(t testing.TB) *netns {
 	if _, err := exec.LookPath("ip"); err != nil {
 		t.Skipf("skipped: creating a network namespace needs iproute2's ip: %v", err)
 	}
+	sweepOnce.Do(func() { sweepStaleNetns(t) })
 	n := &netns{t: t, name: fmt.Sprintf("lieur-it-%d-%d", os.Getpid(), netnsSeq.Add(1))}
 	n.etc = filepath.Join("/etc/netns", n.name)
 	if out, err := exec.Command("ip", "netns", "add", n.name).CombinedOutput(); err != nil {
@@ -230,4 +231,123 @@ func (p *bgProcess) kill() {
 		return
 	}
 	<-p.done
+}
+
+// stop sends SIGTERM and waits for the process to end; one still running
+// after timeout is killed, and stop says so.
+func (p *bgProcess) stop(timeout time.Duration) error {
+	if err := p.cmd.Process.Signal(syscall.SIGTERM); err != nil && !errors.Is(err, os.ErrProcessDone) {
+		return err
+	}
+	select {
+	case <-p.done:
+		return nil
+	case <-time.After(timeout):
+		p.kill()
+		return fmt.Errorf("pid %d did not exit within %s of SIGTERM; killed", p.pid(), timeout)
+	}
+}
+
+// pid is the process's id (with `ip netns exec`, the program's own).
+func (p *bgProcess) pid() int { return p.cmd.Process.Pid }
+
+// netnsLAN is a set of namespaces ("hosts") on one Ethernet segment: a
+// bridge in a namespace of its own (the hub), and for each host a veth
+// pair, eth0 in the host with an address of the LAN's /24, its peer in
+// the hub as a port of the bridge. No end is in the test's own namespace,
+// so the LAN's addresses are seen by nothing else on the machine: they
+// cannot collide with the host's, and deleting the namespaces at cleanup
+// deletes the bridge and every veth with them. The /24 still varies from
+// run to run (10.77.X.0/24, X from the pid), so two runs' logs and
+// captures do not look alike.
+//
+// The test reaches a host's servers from a thread moved into some host
+// (DialContext, HTTPClient): from a client host, as a client on the LAN
+// would, or from the host itself when its link is cut.
+type netnsLAN struct {
+	t      testing.TB
+	hub    *netns
+	subnet string // the first three octets
+	hosts  int
+}
+
+// netnsHost is one host of a netnsLAN.
+type netnsHost struct {
+	*netns
+	lan  *netnsLAN
+	addr string // its address on the LAN
+	port string // its veth end in the hub: a port of the bridge
+}
+
+// newNetnsLAN creates the hub and its bridge, or skips the test as
+// newNetns does.
+func newNetnsLAN(t testing.TB) *netnsLAN {
+	t.Helper()
+	hub := newNetns(t)
+	hub.IP("link", "add", "br0", "type", "bridge")
+	hub.IP("link", "set", "br0", "up")
+	return &netnsLAN{t: t, hub: hub, subnet: fmt.Sprintf("10.77.%d", 1+os.Getpid()%250)}
+}
+
+// AddHost creates a host on the LAN, its eth0 up with the next address
+// (.2, .3, ...).
+func (l *netnsLAN) AddHost() *netnsHost {
+	l.t.Helper()
+	if l.hosts >= 250 {
+		l.t.Fatal("a netnsLAN holds at most 250 hosts")
+	}
+	l.hosts++
+	h := &netnsHost{netns: newNetns(l.t), lan: l,
+		addr: fmt.Sprintf("%s.%d", l.subnet, 1+l.hosts), port: fmt.Sprintf("port%d", l.hosts)}
+	h.IP("link", "add", "eth0", "type", "veth", "peer", "name", h.port, "netns", l.hub.name)
+	l.hub.IP("link", "set", h.port, "master", "br0")
+	l.hub.IP("link", "set", h.port, "up")
+	h.IP("addr", "add", h.addr+"/24", "dev", "eth0")
+	h.IP("link", "set", "eth0", "up")
+	return h
+}
+
+// Addr is the host's address on the LAN.
+func (h *netnsHost) Addr() string { return h.addr }
+
+// CutLink takes the host's port on the bridge down, as a pulled cable:
+// the host keeps its address and its processes, and every frame to or
+// from it is dropped, so its peers' connections hang rather than fail.
+func (h *netnsHost) CutLink() { h.lan.hub.IP("link", "set", h.port, "down") }
+
+// RestoreLink puts the host's port back up (no spanning tree: it forwards
+// at once).
+func (h *netnsHost) RestoreLink() { h.lan.hub.IP("link", "set", h.port, "up") }
+
+var sweepOnce sync.Once
+
+// sweepStaleNetns deletes the namespaces (and /etc/netns entries) a test
+// process that no longer exists left behind (killed by a timeout, its
+// cleanups never ran), after killing what still runs in them: names
+// carry the creating process's pid.
+func sweepStaleNetns(t testing.TB) {
+	entries, err := os.ReadDir("/run/netns")
+	if err != nil {
+		return
+	}
+	for _, e := range entries {
+		var pid, seq int
+		if n, _ := fmt.Sscanf(e.Name(), "lieur-it-%d-%d", &pid, &seq); n != 2 || e.Name() != fmt.Sprintf("lieur-it-%d-%d", pid, seq) {
+			continue
+		}
+		if pid == os.Getpid() || unix.Kill(pid, 0) != unix.ESRCH {
+			continue // its test still runs (or the pid is taken: leave it)
+		}
+		if out, err := exec.Command("ip", "netns", "pids", e.Name()).Output(); err == nil {
+			for _, f := range strings.Fields(string(out)) {
+				var p int
+				if _, err := fmt.Sscanf(f, "%d", &p); err == nil && p > 1 {
+					_ = unix.Kill(p, unix.SIGKILL)
+				}
+			}
+		}
+		out, err := exec.Command("ip", "netns", "del", e.Name()).CombinedOutput()
+		_ = os.RemoveAll(filepath.Join("/etc/netns", e.Name()))
+		t.Logf("removed namespace %s left by a test process (%d) that is gone: %v %s", e.Name(), pid, err, strings.TrimSpace(string(out)))
+	}
 }

@@ -2,6 +2,7 @@ package integration
 
 import (
 	"net/http"
+	"strings"
 	"testing"
 	"time"
 
@@ -18,7 +19,32 @@ func TestStalledLeaderIsReplacedAndServesNoStaleConsistentRead(t *testing.T) {
 	c.register(0, "before", 15000)
 	c.waitConverged()
 	old := c.leader()
+	// Writes in flight when the leader freezes leave answers to its
+	// appends waiting for it.
+	stopWrites := make(chan struct{})
+	writesDone := make(chan struct{})
+	go func() {
+		defer close(writesDone)
+		for k := 0; ; k++ {
+			select {
+			case <-stopWrites:
+				return
+			default:
+			}
+			_, _ = postJSON(c.nodes[old].url()+"/v1/services", wire.RegisterRequest{Type: "busy", Address: "127.0.0.1", Port: 16000 + k%1000}, nil)
+		}
+	}()
+	waitFor(t, 10*time.Second, "writes flowing to the leader", func() (bool, string) {
+		ids := c.servicesAt(old)
+		for _, id := range ids {
+			if strings.HasPrefix(id, "busy-") {
+				return true, ""
+			}
+		}
+		return false, "no busy instance yet"
+	})
 	c.pause(old)
+	close(stopWrites)
 	resumed := false
 	t.Cleanup(func() {
 		if !resumed {
@@ -35,31 +61,38 @@ func TestStalledLeaderIsReplacedAndServesNoStaleConsistentRead(t *testing.T) {
 	})
 	written := c.register(other, "during", 15001)
 
-	// Ask the old leader for a consistent read the moment it resumes: it
-	// still believes it leads, but must not answer from its stale table.
+	// Ask the old leader for consistent reads the moment it resumes: it
+	// still believes it leads, and answers to the appends and heartbeats
+	// it sent before the stall wait in its socket buffers; none of that
+	// may let it answer from its stale table.
 	type result struct {
 		code int
 		resp wire.ServicesResponse
 		err  error
 	}
-	got := make(chan result, 1)
-	go func() {
-		var r result
-		r.code, r.err = getJSON(c.nodes[old].url()+"/v1/services?consistent=true", &r.resp)
-		got <- r
-	}()
+	const readers = 16
+	got := make(chan result, readers)
+	for range readers {
+		go func() {
+			var r result
+			r.code, r.err = getJSON(c.nodes[old].url()+"/v1/services?consistent=true", &r.resp)
+			got <- r
+		}()
+	}
 	c.resume(old)
 	resumed = true
-	r := <-got
-	require.NoError(t, r.err)
-	if r.code == http.StatusOK {
-		var ids []string
-		for _, s := range r.resp.Services {
-			ids = append(ids, s.ID)
+	for range readers {
+		r := <-got
+		require.NoError(t, r.err)
+		if r.code == http.StatusOK {
+			var ids []string
+			for _, s := range r.resp.Services {
+				ids = append(ids, s.ID)
+			}
+			assert.Contains(t, ids, written, "a consistent read on the resumed old leader missed a write acknowledged while it was stalled")
+		} else {
+			assert.Equal(t, http.StatusServiceUnavailable, r.code, "a refused consistent read is a 503")
 		}
-		assert.Contains(t, ids, written, "a consistent read on the resumed old leader missed a write acknowledged while it was stalled")
-	} else {
-		assert.Equal(t, http.StatusServiceUnavailable, r.code, "a refused consistent read is a 503")
 	}
 
 	waitFor(t, 20*time.Second, "the old leader steps down and catches up", func() (bool, string) {
@@ -69,6 +102,7 @@ func TestStalledLeaderIsReplacedAndServesNoStaleConsistentRead(t *testing.T) {
 		}
 		return st.State == "follower" && st.Leader != "" && st.Leader != c.nodes[old].id, st.State
 	})
+	<-writesDone
 	c.waitConverged()
 	assert.Contains(t, c.servicesAt(old), written)
 }

@@ -27,6 +27,7 @@ import (
 	"github.com/lieur/lieur/transport/promsd"
 	"github.com/lieur/lieur/transport/raftnet"
 	"github.com/lieur/lieur/transport/tlsutil"
+	"github.com/lieur/lieur/transport/ui"
 )
 
 // AgentConfig is everything `lieur agent` takes. Validate applies defaults.
@@ -36,9 +37,13 @@ type AgentConfig struct {
 	HTTPAddr string // host:port to serve the API on and advertise
 	DataDir  string
 	// Peers is "id=raftaddr,..." (every initial voter); Join a node's URL.
-	Peers    string
-	Join     string
-	LogLevel string
+	Peers string
+	Join  string
+	// RecoverPeers names a peers file: rewrite the Raft configuration of
+	// this node, which must have state, to the servers it lists before
+	// starting (binder/recover.go). Peers and Join are then not needed.
+	RecoverPeers string
+	LogLevel     string
 	// Pprof serves the runtime profiles at /debug/pprof/ (opt-in).
 	Pprof bool
 	// TokenFile, when set, requires tokens (see httpapi.ParseTokens);
@@ -60,6 +65,8 @@ type AgentConfig struct {
 	DNSAddr   string
 	DNSDomain string
 	DNSTTL    time.Duration
+	// UI serves the web UI at /ui/ (--ui, on by default; see docs/ui.md).
+	UI bool
 	// Node holds the Raft and verification tuning; ID, DataDir, Peers,
 	// Join, Stream, Peer and Logger are filled in from the fields above.
 	Node binder.Config
@@ -81,8 +88,28 @@ func (c *AgentConfig) Validate() error {
 		// The id goes into the log (node-meta/v1), whose rules it must meet.
 		return fmt.Errorf("--id: %w", err)
 	}
-	if (c.Peers == "") == (c.Join == "") {
+	switch {
+	case c.RecoverPeers != "" && c.Peers != "" && c.Join != "":
+		return errors.New("--peers and --join are exclusive")
+	case c.RecoverPeers == "" && (c.Peers == "") == (c.Join == ""):
 		return errors.New("exactly one of --peers and --join is required")
+	}
+	if c.RecoverPeers != "" {
+		rec, err := binder.ReadRecoveryFile(c.RecoverPeers)
+		if err != nil {
+			return fmt.Errorf("--recover-peers: %w", err)
+		}
+		// binder.New checks this too, but only once the ports are bound.
+		if !slices.ContainsFunc(rec.Servers, func(s binder.RecoveryServer) bool { return s.ID == c.ID }) {
+			return fmt.Errorf("--recover-peers %s: this node (--id %s) is not among them", c.RecoverPeers, c.ID)
+		}
+		c.Node.Recovery = rec
+	}
+	if c.Node.Nonvoter && c.Join == "" {
+		return errors.New("--nonvoter needs --join: the servers --peers bootstraps are voters")
+	}
+	if d := c.Node.CleanupDeadAfter; d != 0 && d < binder.MinCleanupDeadAfter {
+		return fmt.Errorf("--cleanup-dead-after %s: want 0 (off) or at least %s", d, binder.MinCleanupDeadAfter)
 	}
 	for _, o := range c.AllowOrigins {
 		if err := validOrigin(o); err != nil {
@@ -275,9 +302,13 @@ func NewAgent(cfg AgentConfig, logger hclog.Logger) (*Agent, error) {
 		ln.Close()
 		return nil, err
 	}
+	var handler http.Handler = mountPromSD(promsd.NewServer(node, logger.Named("promsd"), promsd.WithAuth(auth)),
+		mountConsul(consulAPI, httpapi.NewServer(node, logger.Named("http"), opts...)))
+	if cfg.UI {
+		handler = mountUI(ui.New(), handler)
+	}
 	a.http = &http.Server{
-		Handler: mountPromSD(promsd.NewServer(node, logger.Named("promsd"), promsd.WithAuth(auth)),
-			mountConsul(consulAPI, httpapi.NewServer(node, logger.Named("http"), opts...))),
+		Handler:           handler,
 		ReadHeaderTimeout: 5 * time.Second,
 		ReadTimeout:       30 * time.Second,
 		// Long enough for the longest long poll, bounded all the same:
@@ -316,6 +347,18 @@ func mountPromSD(sd, next http.Handler) http.Handler {
 	})
 }
 
+// mountUI serves the web UI's static files (/ui, /ui/...) and everything
+// else with next. Without it, /ui/ is an unknown path of the API (404).
+func mountUI(u, next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if ui.Owns(r.URL.Path) {
+			u.ServeHTTP(w, r)
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
 // Node is the agent's binder node.
 func (a *Agent) Node() *binder.Node { return a.node }
 
@@ -335,7 +378,7 @@ func (a *Agent) Run(ctx context.Context) error {
 			errc <- fmt.Errorf("http serve: %w", err)
 		}
 	}()
-	a.log.Info("lieur agent ready", "id", a.cfg.ID, "http_addr", a.cfg.HTTPAddr, "raft_addr", a.cfg.RaftAddr)
+	a.log.Info("lieur agent ready", "version", version, "id", a.cfg.ID, "http_addr", a.cfg.HTTPAddr, "raft_addr", a.cfg.RaftAddr)
 	runErr := make(chan error, 1)
 	go func() { runErr <- a.node.Run(ctx) }()
 	stopReloads := a.reloadOnSIGHUP()
@@ -412,6 +455,9 @@ from it and never bootstraps again.`,
 	f.StringVar(&cfg.Peers, "peers", "", "initial voters as id=host:port,... including this node")
 	f.StringVar(&cfg.Join, "join", "", "URL of a node of an existing cluster to join (instead of --peers)")
 	f.DurationVar(&cfg.Node.JoinTimeout, "join-timeout", 30*time.Second, "with --join, how long to keep asking before giving up with an error")
+	f.StringVar(&cfg.RecoverPeers, "recover-peers", "", "after losing a quorum for good: make this node's cluster the servers FILE lists (id=host:port lines, or raft's peers.json), keeping every write it has; docs/operations.md")
+	f.BoolVar(&cfg.Node.Nonvoter, "nonvoter", false, "with --join, join as a read replica: serves reads, forwards writes, never votes or counts toward the quorum")
+	f.DurationVar(&cfg.Node.CleanupDeadAfter, "cleanup-dead-after", 0, "as leader, remove a server not heard from over Raft for this long (at least 1s), keeping at least 3 voters and a quorum (0: off)")
 	f.StringVar(&cfg.LogLevel, "log-level", "info", "trace, debug, info, warn or error")
 	f.BoolVar(&cfg.Pprof, "pprof", false, "serve runtime profiles at /debug/pprof/ on the HTTP address")
 	f.StringVar(&cfg.TokenFile, "token-file", "", "require tokens: a file of TOKEN ROLE lines (admin, register[:TYPE,...], read, cluster)")
@@ -421,6 +467,7 @@ from it and never bootstraps again.`,
 	f.StringVar(&cfg.TLS.Cert, "tls-cert", "", "this node's certificate (PEM): the API over TLS 1.3, Raft over mutual TLS")
 	f.StringVar(&cfg.TLS.Key, "tls-key", "", "the certificate's private key (PEM)")
 	f.StringVar(&cfg.TLS.CA, "tls-ca", "", "the CA that signs every node's certificate (PEM)")
+	f.BoolVar(&cfg.UI, "ui", true, "serve the web UI at /ui/ (static files; the page reads the API with the token entered in it)")
 	f.StringVar(&cfg.DNSAddr, "dns-addr", "", "serve DNS (UDP and TCP) on this host:port; off when empty")
 	f.StringVar(&cfg.DNSDomain, "dns-domain", dnsfront.DefaultDomain, "the DNS zone served: <type>.service.<domain>")
 	f.DurationVar(&cfg.DNSTTL, "dns-ttl", 0, "TTL of DNS answers and of negative caching (whole seconds)")

@@ -26,7 +26,7 @@ import (
 // benchConfig is what every `lieur bench` mode takes.
 type benchConfig struct {
 	binders  []string
-	target   string // lieur or etcd
+	target   string // lieur, etcd (native gRPC client) or etcd-gateway
 	clients  int
 	duration time.Duration
 	count    int
@@ -146,14 +146,20 @@ func send(ctx context.Context, hc *http.Client, method, url string, body any, wa
 }
 
 // workload is how one target performs the operations being compared.
+// Worker w is one client: it talks to node w mod the number of nodes,
+// over its own connection (hc for HTTP targets).
 type workload interface {
 	setup(ctx context.Context, typ string) error
-	register(ctx context.Context, hc *http.Client, base, typ string, seq int) error
-	lookup(ctx context.Context, hc *http.Client, base, typ string) error
+	register(ctx context.Context, hc *http.Client, w int, typ string, seq int) error
+	lookup(ctx context.Context, hc *http.Client, w int, typ string) error
+	close()
 }
 
 // lieurLoad: registration = POST /v1/services; lookup = GET /v1/lookup.
 type lieurLoad struct{ binders []string }
+
+func (l lieurLoad) base(w int) string { return l.binders[w%len(l.binders)] }
+func (l lieurLoad) close()            {}
 
 func (l lieurLoad) setup(ctx context.Context, typ string) error {
 	hc := &http.Client{Timeout: 10 * time.Second}
@@ -181,21 +187,25 @@ func (l lieurLoad) setup(ctx context.Context, typ string) error {
 
 var benchRun = fmt.Sprintf("%x", rand.Uint32())
 
-func (l lieurLoad) register(ctx context.Context, hc *http.Client, base, typ string, seq int) error {
+func (l lieurLoad) register(ctx context.Context, hc *http.Client, w int, typ string, seq int) error {
 	body := wire.RegisterRequest{ID: fmt.Sprintf("bench-%s-%d", benchRun, seq), Type: typ, Address: "127.0.0.1", Port: 1 + seq%65535}
-	_, err := send(ctx, hc, "POST", base+"/v1/services", body, 200)
+	_, err := send(ctx, hc, "POST", l.base(w)+"/v1/services", body, 200)
 	return err
 }
 
-func (l lieurLoad) lookup(ctx context.Context, hc *http.Client, base, typ string) error {
-	_, err := send(ctx, hc, "GET", base+"/v1/lookup/"+typ, nil, 200)
+func (l lieurLoad) lookup(ctx context.Context, hc *http.Client, w int, typ string) error {
+	_, err := send(ctx, hc, "GET", l.base(w)+"/v1/lookup/"+typ, nil, 200)
 	return err
 }
 
 // etcdLoad speaks etcd's v3 JSON gateway: registration = a put of
 // /services/<type>/<id> with a small JSON value; lookup = a serializable
-// range over the /services/<type>/ prefix holding 3 instances.
+// range over the /services/<type>/ prefix holding 3 instances. The
+// native gRPC client (etcdNativeLoad, bench_etcd.go) is what etcd's users
+// run; the gateway is kept for comparison (--target etcd-gateway).
 type etcdLoad struct{ endpoints []string }
+
+func (e etcdLoad) close() {}
 
 func b64(s string) string { return base64.StdEncoding.EncodeToString([]byte(s)) }
 
@@ -207,21 +217,26 @@ func (e etcdLoad) put(ctx context.Context, hc *http.Client, base, key, value str
 func (e etcdLoad) setup(ctx context.Context, typ string) error {
 	hc := &http.Client{Timeout: 10 * time.Second}
 	for i := 0; i < 3; i++ {
-		v := fmt.Sprintf(`{"id":"%s-%d","type":"%s","address":"127.0.0.1","port":%d}`, typ, i, typ, 40000+i)
-		if err := e.put(ctx, hc, e.endpoints[0], fmt.Sprintf("/services/%s/%s-%d", typ, typ, i), v); err != nil {
+		id := fmt.Sprintf("%s-%d", typ, i)
+		if err := e.put(ctx, hc, e.endpoints[0], "/services/"+typ+"/"+id, etcdValue(id, typ, 40000+i)); err != nil {
 			return err
 		}
 	}
 	return nil
 }
 
-func (e etcdLoad) register(ctx context.Context, hc *http.Client, base, typ string, seq int) error {
-	id := fmt.Sprintf("bench-%s-%d", benchRun, seq)
-	v := fmt.Sprintf(`{"id":"%s","type":"%s","address":"127.0.0.1","port":%d}`, id, typ, 1+seq%65535)
-	return e.put(ctx, hc, base, "/services/"+typ+"-w/"+id, v)
+// etcdValue is the value a registration puts under /services/<type>/<id>.
+func etcdValue(id, typ string, port int) string {
+	return fmt.Sprintf(`{"id":"%s","type":"%s","address":"127.0.0.1","port":%d}`, id, typ, port)
 }
 
-func (e etcdLoad) lookup(ctx context.Context, hc *http.Client, base, typ string) error {
+func (e etcdLoad) register(ctx context.Context, hc *http.Client, w int, typ string, seq int) error {
+	id := fmt.Sprintf("bench-%s-%d", benchRun, seq)
+	return e.put(ctx, hc, e.endpoints[w%len(e.endpoints)], "/services/"+typ+"/"+id, etcdValue(id, typ, 1+seq%65535))
+}
+
+func (e etcdLoad) lookup(ctx context.Context, hc *http.Client, w int, typ string) error {
+	base := e.endpoints[w%len(e.endpoints)]
 	prefix := "/services/" + typ + "/"
 	end := prefix[:len(prefix)-1] + string(rune(prefix[len(prefix)-1]+1))
 	data, err := send(ctx, hc, "POST", base+"/v3/kv/range", map[string]any{"key": b64(prefix), "range_end": b64(end), "serializable": true}, 200)
@@ -237,17 +252,33 @@ func (e etcdLoad) lookup(ctx context.Context, hc *http.Client, base, typ string)
 	return nil
 }
 
-func (cfg benchConfig) load() workload {
-	if cfg.target == "etcd" {
-		return etcdLoad{endpoints: cfg.binders}
+func (cfg benchConfig) load() (workload, error) {
+	switch cfg.target {
+	case "etcd":
+		return newEtcdNativeLoad(cfg.binders, cfg.clients)
+	case "etcd-gateway":
+		return etcdLoad{endpoints: cfg.binders}, nil
+	case "lieur":
+		return lieurLoad{binders: cfg.binders}, nil
 	}
-	return lieurLoad{binders: cfg.binders}
+	return nil, fmt.Errorf("--target %q: want lieur, etcd or etcd-gateway", cfg.target)
 }
 
 // runBench runs one mode against cfg.binders.
 func runBench(ctx context.Context, cfg benchConfig, mode string) (benchResult, error) {
-	wl := cfg.load()
 	base := func(worker int) string { return cfg.binders[worker%len(cfg.binders)] }
+	etcdMode := mode == "lookup" || mode == "register" || mode == "mixed"
+	if cfg.target != "lieur" && !etcdMode {
+		return benchResult{}, fmt.Errorf("%s: only lookup, register and mixed run against %s", mode, cfg.target)
+	}
+	var wl workload
+	if etcdMode {
+		var err error
+		if wl, err = cfg.load(); err != nil {
+			return benchResult{}, err
+		}
+		defer wl.close()
+	}
 	switch mode {
 	case "lookup":
 		cfg.count = 0
@@ -255,11 +286,11 @@ func runBench(ctx context.Context, cfg benchConfig, mode string) (benchResult, e
 			return benchResult{}, fmt.Errorf("setup: %w", err)
 		}
 		return runLoad(ctx, cfg, mode, func(ctx context.Context, hc *http.Client, w, _ int) error {
-			return wl.lookup(ctx, hc, base(w), cfg.typ)
+			return wl.lookup(ctx, hc, w, cfg.typ)
 		}), nil
 	case "register":
 		return runLoad(ctx, cfg, mode, func(ctx context.Context, hc *http.Client, w, seq int) error {
-			return wl.register(ctx, hc, base(w), cfg.typ+"-w", seq)
+			return wl.register(ctx, hc, w, cfg.typ+"-w", seq)
 		}), nil
 	case "mixed":
 		cfg.count = 0
@@ -270,17 +301,14 @@ func runBench(ctx context.Context, cfg benchConfig, mode string) (benchResult, e
 		res := runLoad(ctx, cfg, mode, func(ctx context.Context, hc *http.Client, w, seq int) error {
 			if rand.Float64() < cfg.ratio {
 				lookups.Add(1)
-				return wl.lookup(ctx, hc, base(w), cfg.typ)
+				return wl.lookup(ctx, hc, w, cfg.typ)
 			}
 			writes.Add(1)
-			return wl.register(ctx, hc, base(w), cfg.typ+"-w", seq)
+			return wl.register(ctx, hc, w, cfg.typ+"-w", seq)
 		})
 		res.Lookups, res.Writes = lookups.Load(), writes.Load()
 		return res, nil
 	case "report":
-		if cfg.target != "lieur" {
-			return benchResult{}, errors.New("report: only lieur verifies down-reports")
-		}
 		return benchReports(ctx, cfg)
 	case "ceiling":
 		return benchCeiling(ctx, cfg)
@@ -290,7 +318,7 @@ func runBench(ctx context.Context, cfg benchConfig, mode string) (benchResult, e
 		return benchWatchers(ctx, cfg, true)
 	case "consul-health":
 		cfg.count = 0
-		if err := wl.setup(ctx, cfg.typ); err != nil {
+		if err := (lieurLoad{binders: cfg.binders}).setup(ctx, cfg.typ); err != nil {
 			return benchResult{}, fmt.Errorf("setup: %w", err)
 		}
 		return runLoad(ctx, cfg, mode, func(ctx context.Context, hc *http.Client, w, _ int) error {
@@ -414,8 +442,10 @@ func newBenchCmd() *cobra.Command {
   consul-register  --count PUT /v1/agent/service/register with a TTL check
   consul-watchers  watchers on Consul's /v1/health/service/TYPE
 
---target etcd runs lookup, register and mixed against etcd's v3 JSON
-gateway (--binders are then etcd client URLs).`,
+--target etcd runs lookup, register and mixed against etcd with its native
+Go client (go.etcd.io/etcd/client/v3, one gRPC connection per client);
+--target etcd-gateway through its v3 JSON gateway instead. --binders are
+then etcd client URLs.`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if args[0] != "ceiling" {
@@ -452,13 +482,13 @@ gateway (--binders are then etcd client URLs).`,
 	}
 	f := cmd.Flags()
 	f.StringVar(&binders, "binders", os.Getenv("LIEUR_BINDERS"), "binder URLs, comma-separated (default $LIEUR_BINDERS)")
-	f.StringVar(&cfg.target, "target", "lieur", "lieur or etcd")
+	f.StringVar(&cfg.target, "target", "lieur", "lieur, etcd (native client) or etcd-gateway")
 	f.IntVar(&cfg.clients, "clients", 16, "concurrent keep-alive clients")
 	f.DurationVar(&cfg.duration, "duration", 10*time.Second, "how long lookup, mixed and ceiling run")
 	f.IntVar(&cfg.count, "count", 10000, "operations of register and report")
 	f.StringVar(&cfg.typ, "type", "bench", "service type to use")
 	f.Float64Var(&cfg.ratio, "ratio", 0.9, "mixed: share of lookups")
 	f.BoolVar(&cfg.json, "json", false, "print JSON")
-	cmd.AddCommand(newBenchCompareCmd())
+	cmd.AddCommand(newBenchCompareCmd(), newBenchScaleCmd())
 	return cmd
 }

@@ -289,9 +289,11 @@ func newMembersCmd() *cobra.Command {
 			return printJSON(cmd.OutOrStdout(), cl)
 		}
 		tw := tabwriter.NewWriter(cmd.OutOrStdout(), 0, 4, 2, ' ', 0)
-		fmt.Fprintln(tw, "ID\tSTATE\tRAFT\tHTTP\tVOTER")
+		// UNHEARD: how long the leader has not heard from a server over
+		// Raft (what --cleanup-dead-after acts on); "-" while it does.
+		fmt.Fprintln(tw, "ID\tSTATE\tRAFT\tHTTP\tROLE\tUNHEARD")
 		for _, m := range cl.Members {
-			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%t\n", m.ID, m.State, m.RaftAddr, m.HTTPAddr, m.Voter)
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", m.ID, m.State, m.RaftAddr, m.HTTPAddr, orDash(m.Role), formatUnheard(m.UnheardMs))
 		}
 		return tw.Flush()
 	})

@@ -44,8 +44,8 @@ func newDevCmd() *cobra.Command {
 		Use:   "dev",
 		Short: "Run a local cluster of agents, restarting any that dies",
 		Long: `Start N agents as child processes on free loopback ports, print
-LIEUR_BINDERS=... for clients and LIEUR_DNS=host:port (every agent serves
-DNS, see docs/dns.md), restart at once (same id, ports and data dir)
+LIEUR_BINDERS=... for clients, LIEUR_DNS=host:port (every agent serves
+DNS, see docs/dns.md) and LIEUR_UI=URL (the web UI, docs/ui.md), restart at once (same id, ports and data dir)
 any agent that dies, and stop them all on Ctrl-C.
 
 Without --data-dir the cluster lives in a temporary directory removed on exit.
@@ -173,6 +173,8 @@ func runDev(ctx context.Context, exe string, l devLayout, scheme string, extra [
 	fmt.Printf("LIEUR_BINDERS=%s\n", strings.Join(binders, ","))
 	// One address, as a resolver takes one; every agent serves DNS.
 	fmt.Printf("LIEUR_DNS=%s\n", l.Nodes[0].DNSAddr)
+	// Every agent serves the web UI (docs/ui.md); one is enough to open.
+	fmt.Printf("LIEUR_UI=%s://%s/ui/\n", scheme, l.Nodes[0].HTTPAddr)
 	var wg sync.WaitGroup
 	for _, n := range l.Nodes {
 		args := append([]string{"agent", "--id", n.ID, "--raft-addr", n.RaftAddr, "--http-addr", n.HTTPAddr,

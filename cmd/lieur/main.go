@@ -13,6 +13,12 @@ import (
 	"github.com/spf13/cobra"
 )
 
+// version names this build: "dev" unless the build sets it
+// (`go build -ldflags "-X main.version=1.4.0"`; `make build` uses git
+// describe). `lieur --version` prints it and an agent logs it at start,
+// so that a rolling upgrade can be followed node by node.
+var version = "dev"
+
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	err := newRootCmd().ExecuteContext(ctx)
@@ -29,8 +35,9 @@ func newRootCmd() *cobra.Command {
 		Short:         "lieur, a Raft-replicated service binder",
 		SilenceUsage:  true,
 		SilenceErrors: true,
+		Version:       version,
 	}
-	root.AddCommand(newAgentCmd(), newDevCmd(), newBenchCmd(), newTLSCmd())
+	root.AddCommand(newAgentCmd(), newDevCmd(), newBenchCmd(), newTLSCmd(), newOperatorCmd(), newSnapshotCmd())
 	addClientCommands(root)
 	return root
 }

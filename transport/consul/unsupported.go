@@ -35,7 +35,6 @@ var (
 		"event":             "lieur has no user events",
 		"coordinate":        "lieur has no network coordinates",
 		"operator":          "lieur's operations are its own API (/v1/cluster, /v1/status)",
-		"snapshot":          "lieur's snapshots are Raft's own, not served over HTTP",
 		"txn":               "lieur has no transactions",
 		"config":            "lieur has no configuration entries",
 		"peering":           "lieur has no cluster peering",
@@ -53,7 +52,8 @@ var (
 // not: the agent routes those here and everything else to lieur's own
 // API. /v1/status (lieur's) and /v1/internal/ (lieur's binder-to-binder
 // calls) stay lieur's; Consul's /v1/status/... and /v1/internal/ui/...
-// are Consul's.
+// are Consul's. /v1/snapshot is lieur's backup endpoint (its own file
+// format, not Consul's).
 func Owns(p string) bool {
 	seg, more, ok := consulSegment(p)
 	if !ok {

@@ -20,7 +20,8 @@ func (s *Server) cluster(w http.ResponseWriter, r *http.Request) {
 	leader, members := s.b.Cluster(r.Context())
 	resp := wire.ClusterResponse{Leader: leader, Members: make([]wire.Member, 0, len(members))}
 	for _, m := range members {
-		resp.Members = append(resp.Members, wire.Member{ID: m.ID, RaftAddr: m.RaftAddr, HTTPAddr: m.HTTPAddr, Voter: m.Voter, State: m.State})
+		resp.Members = append(resp.Members, wire.Member{ID: m.ID, RaftAddr: m.RaftAddr, HTTPAddr: m.HTTPAddr, Voter: m.Voter, State: m.State,
+			Role: roleOf(m.Voter), UnheardMs: unheardMillis(m.Unheard)})
 	}
 	writeJSON(w, http.StatusOK, resp)
 }
@@ -30,7 +31,7 @@ func (s *Server) join(w http.ResponseWriter, r *http.Request) {
 	if !decodeBody(w, r, &req) {
 		return
 	}
-	if err := s.b.Join(r.Context(), binder.Member{ID: req.ID, RaftAddr: req.RaftAddr, HTTPAddr: req.HTTPAddr, Voter: true}); err != nil {
+	if err := s.b.Join(r.Context(), binder.Member{ID: req.ID, RaftAddr: req.RaftAddr, HTTPAddr: req.HTTPAddr, Voter: !req.Nonvoter}); err != nil {
 		s.fail(w, r, err)
 		return
 	}
@@ -47,14 +48,19 @@ func (s *Server) removeMember(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) status(w http.ResponseWriter, r *http.Request) {
-	st := s.b.Status()
-	writeJSON(w, http.StatusOK, wire.Status{
+	writeJSON(w, http.StatusOK, toWireStatus(s.b.Status()))
+}
+
+// toWireStatus is the answer of /v1/status; /v1/cluster/status shows each
+// member's through it too, so both say the same.
+func toWireStatus(st binder.Status) wire.Status {
+	return wire.Status{
 		ID: st.ID, State: st.State, Leader: st.Leader, Term: st.Term,
 		AppliedIndex: st.AppliedIndex, LastLogIndex: st.LastLogIndex,
 		Services: st.Services, TableHash: st.TableHash, CaughtUp: st.CaughtUp,
 		LastContactMs: millis(st.LastContact), LeaseGuard: st.LeaseGuard, VerificationHold: st.VerificationHold,
-		LogFormat: st.LogFormat, ClusterIDKnown: st.ClusterIDKnown,
-	})
+		LogFormat: st.LogFormat, ClusterIDKnown: st.ClusterIDKnown, UnheardMs: unheardMap(st.Unheard),
+	}
 }
 
 func (s *Server) internalApply(w http.ResponseWriter, r *http.Request) {

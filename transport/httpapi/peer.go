@@ -100,7 +100,7 @@ func (p *PeerClient) ApplyBatch(ctx context.Context, httpAddr string, commands [
 // Join asks the cluster at target to add m.
 func (p *PeerClient) Join(ctx context.Context, target string, m binder.Member) error {
 	return p.do(ctx, http.MethodPost, p.base(target)+"/v1/cluster/join",
-		wire.JoinRequest{ID: m.ID, RaftAddr: m.RaftAddr, HTTPAddr: m.HTTPAddr}, nil)
+		wire.JoinRequest{ID: m.ID, RaftAddr: m.RaftAddr, HTTPAddr: m.HTTPAddr, Nonvoter: !m.Voter}, nil)
 }
 
 // RemoveMember asks the leader at httpAddr to remove a server.
@@ -136,15 +136,52 @@ func (p *PeerClient) ReadIndex(ctx context.Context, httpAddr string) (uint64, er
 	return resp.Index, err
 }
 
-// Status reads another node's view of itself.
+// Status reads another node's view of itself, every field of it (GET
+// /v1/cluster/status shows them all). Its errors are get's plain ones.
 func (p *PeerClient) Status(ctx context.Context, httpAddr string) (binder.Status, error) {
 	var st wire.Status
-	if err := p.do(ctx, http.MethodGet, p.base(httpAddr)+"/v1/status", nil, &st); err != nil {
+	if err := p.get(ctx, p.base(httpAddr)+"/v1/status", &st); err != nil {
 		return binder.Status{}, err
 	}
 	return binder.Status{ID: st.ID, State: st.State, Leader: st.Leader, Term: st.Term,
 		AppliedIndex: st.AppliedIndex, LastLogIndex: st.LastLogIndex, Services: st.Services, TableHash: st.TableHash,
-		CaughtUp: st.CaughtUp}, nil
+		CaughtUp: st.CaughtUp, LastContact: fromMillis(st.LastContactMs), Unheard: unheardDurations(st.UnheardMs),
+		LeaseGuard: st.LeaseGuard, VerificationHold: st.VerificationHold, LogFormat: st.LogFormat, ClusterIDKnown: st.ClusterIDKnown}, nil
+}
+
+// get reads another node's JSON answer to a GET. Unlike do, it maps
+// nothing onto binder's sentinels: a read has no outcome to be unsure of,
+// and "no leader" would be false of a member that is merely down. An
+// error is the transport's own (`Get "URL": dial tcp ...: connection
+// refused`) or `URL answered STATUS: message`.
+func (p *PeerClient) get(ctx context.Context, url string, out any) error {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		return fmt.Errorf("%w: %v", binder.ErrInvalid, err)
+	}
+	p.identify(req)
+	resp, err := p.http.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	data, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+	if err != nil {
+		return fmt.Errorf("reading answer of %s: %w", url, err)
+	}
+	if resp.StatusCode != http.StatusOK {
+		var e wire.Error
+		_ = json.Unmarshal(data, &e)
+		if e.Error == "" {
+			// Not one of ours: a little of it says what answered.
+			e.Error = strings.TrimSpace(string(data[:min(len(data), 200)]))
+		}
+		return fmt.Errorf("%s answered %d: %s", url, resp.StatusCode, e.Error)
+	}
+	if err := json.Unmarshal(data, out); err != nil {
+		return fmt.Errorf("decode answer of %s: %w", url, err)
+	}
+	return nil
 }
 
 // do sends one request and maps the answer onto binder's sentinel errors.
@@ -174,14 +211,7 @@ func (p *PeerClient) doWith(ctx context.Context, method, url string, header http
 	if body != nil {
 		req.Header.Set("Content-Type", "application/json")
 	}
-	if tok := p.token.Load(); tok != nil && *tok != "" {
-		req.Header.Set("Authorization", "Bearer "+*tok)
-	}
-	if id := p.clusterID.Load(); id != nil {
-		if v := (*id)(); v != "" {
-			req.Header.Set(wire.HeaderCluster, v)
-		}
-	}
+	p.identify(req)
 	resp, err := p.http.Do(req)
 	if err != nil {
 		var op *net.OpError
@@ -210,6 +240,19 @@ func (p *PeerClient) doWith(ctx context.Context, method, url string, header http
 		e.Error = strings.TrimSpace(string(data))
 	}
 	return remoteError(url, resp.StatusCode, e)
+}
+
+// identify adds this binder's credentials to a call: the cluster token
+// when a token file gives one, and the cluster id once it is known.
+func (p *PeerClient) identify(req *http.Request) {
+	if tok := p.token.Load(); tok != nil && *tok != "" {
+		req.Header.Set("Authorization", "Bearer "+*tok)
+	}
+	if id := p.clusterID.Load(); id != nil {
+		if v := (*id)(); v != "" {
+			req.Header.Set(wire.HeaderCluster, v)
+		}
+	}
 }
 
 // remoteError maps another node's error answer onto binder's sentinels.

@@ -89,34 +89,50 @@ func (s *Server) block(w http.ResponseWriter, r *http.Request, typ string) bool 
 	if !s.readable(w, r) {
 		return false
 	}
+	after, wait, blocking, ok := blockingParams(w, r)
+	if !ok || !blocking {
+		return ok
+	}
+	return s.waitUpTo(w, r, wait, func(ctx context.Context) { s.b.WaitIndex(ctx, typ, after) })
+}
+
+// blockingParams parses a blocking query's ?index=N&wait=D: blocking is
+// false without index (a wait is still checked); wait defaults to
+// DefaultBlockingWait and is capped at MaxWait. It answers 400 itself.
+func blockingParams(w http.ResponseWriter, r *http.Request) (after uint64, wait time.Duration, blocking, ok bool) {
 	q := r.URL.Query()
 	if !q.Has("index") {
 		if q.Has("wait") {
 			if _, ok := parseWait(w, r); !ok {
-				return false
+				return 0, 0, false, false
 			}
 		}
-		return true
+		return 0, 0, false, true
 	}
 	after, err := strconv.ParseUint(q.Get("index"), 10, 64)
 	if err != nil {
 		writeError(w, http.StatusBadRequest, "", fmt.Sprintf("index %q is not a non-negative integer", q.Get("index")))
-		return false
+		return 0, 0, false, false
 	}
-	wait, ok := parseWait(w, r)
-	if !ok {
-		return false
+	if wait, ok = parseWait(w, r); !ok {
+		return 0, 0, false, false
 	}
 	if wait == 0 {
 		wait = DefaultBlockingWait
 	}
+	return after, wait, true, true
+}
+
+// waitUpTo runs wait, in one of the node's waiting slots, with a context
+// that ends after d; it answers 429 itself when no slot is free.
+func (s *Server) waitUpTo(w http.ResponseWriter, r *http.Request, d time.Duration, wait func(context.Context)) bool {
 	if !s.takeWaiter(w) {
 		return false
 	}
 	defer func() { <-s.waiters }()
-	ctx, cancel := context.WithTimeout(r.Context(), wait)
+	ctx, cancel := context.WithTimeout(r.Context(), d)
 	defer cancel()
-	s.b.WaitIndex(ctx, typ, after)
+	wait(ctx)
 	return true
 }
 

@@ -54,6 +54,9 @@ type Binder interface {
 	ApplyLocal(ctx context.Context, command []byte) (uint64, error)
 	ApplyLocalBatch(ctx context.Context, commands [][]byte) []binder.Outcome
 	ClusterID() string
+	Events(after uint64, limit int) ([]binder.Event, uint64, uint64)
+	WaitEvents(ctx context.Context, after uint64) bool
+	ClusterStatus(ctx context.Context) binder.ClusterStatusReport
 	CheckUpdateOnLeader(ctx context.Context, checkID, status, output string, scope []string) (uint64, error)
 }
 
@@ -149,7 +152,12 @@ func NewServer(b Binder, logger hclog.Logger, opts ...Option) *Server {
 	s.handle("GET /v1/cluster", s.readRole(), s.cluster)
 	s.handle("POST /v1/cluster/join", RoleAdmin, s.join)
 	s.handle("DELETE /v1/cluster/members/{id}", RoleAdmin, s.removeMember)
+	s.operatorRoutes()
 	s.handle("GET /v1/status", s.readRole(), s.status)
+	s.snapshotRoutes()
+	s.leaseRoutes()
+	s.handle("GET /v1/cluster/status", s.readRole(), s.clusterStatus)
+	s.handle("GET /v1/events", s.readRole(), s.events)
 	s.handle("POST /v1/internal/apply", RoleCluster, s.internalApply)
 	s.handle("GET /v1/internal/read-index", RoleCluster, s.internalReadIndex)
 	s.handle("PUT /v1/internal/check/{id}", RoleCluster, s.internalCheckUpdate)
@@ -175,7 +183,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if r.Header.Get("Origin") != "" && !s.cors.Apply(w, r) {
 		return
 	}
-	if HasBody(r) && !IsJSON(r) {
+	if HasBody(r) && !IsJSON(r) && !isSnapshotUpload(r) {
 		unsupportedMediaType(w, r)
 		return
 	}

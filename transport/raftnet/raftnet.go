@@ -81,22 +81,67 @@ func (t *TCPStreamLayer) UseTLS(server, client *tls.Config) {
 // fast failures while a node is down would leave the restarted node
 // waiting seconds for its first append. A patient dial fails rarely and
 // connects within 50 ms of the peer's return.
+//
+// A peer that does not answer at all (its link is down, its SYNs are
+// lost) is dialled in attempts of at most dialAttempt, each with a fresh
+// SYN, until timeout: one long attempt would wait for the kernel's SYN
+// retransmissions (1, 3, 7 s after the first), so a node whose link came
+// back would be reached seconds later; short attempts reach it within
+// dialAttempt.
 func (t *TCPStreamLayer) Dial(address raft.ServerAddress, timeout time.Duration) (net.Conn, error) {
-	deadline := time.Now().Add(t.Patience)
+	start := time.Now()
+	patience := start.Add(t.Patience)
+	giveUp := start.Add(timeout)
 	for {
-		c, err := net.DialTimeout("tcp", string(address), timeout)
-		if err == nil && t.clientTLS != nil {
-			return t.handshake(c, string(address), timeout)
+		attempt := min(dialAttempt, time.Until(giveUp))
+		if attempt <= 0 {
+			attempt = time.Millisecond // one last try when timeout is tiny
 		}
-		if err == nil || !errors.Is(err, syscall.ECONNREFUSED) || time.Now().After(deadline) {
-			return c, err
+		c, err := dialOnce(string(address), attempt)
+		if err == nil {
+			if t.clientTLS != nil {
+				return t.handshake(c, string(address), timeout)
+			}
+			return c, nil
+		}
+		var wait time.Duration
+		switch {
+		case errors.Is(err, syscall.ECONNREFUSED) && time.Now().Before(patience):
+			wait = 50 * time.Millisecond
+		case isTimeout(err) && time.Now().Before(giveUp):
+			wait = 0
+		default:
+			return nil, err
 		}
 		select {
 		case <-t.done:
 			return nil, err
-		case <-time.After(50 * time.Millisecond):
+		case <-time.After(wait):
 		}
 	}
+}
+
+// dialAttempt bounds one connection attempt of Dial.
+const dialAttempt = 500 * time.Millisecond
+
+// userTimeout is how long data sent on a Raft connection may stay
+// unacknowledged before the kernel drops the connection (TCP_USER_TIMEOUT).
+// Without it, a connection whose peer's link went down keeps
+// retransmitting with a doubling interval, so after the link is back the
+// next retransmission can be seconds away; dropped, the connection is
+// dialled again by raft and reaches the peer within dialAttempt. Loopback
+// and a live network acknowledge in far less than this, so it never cuts
+// a healthy connection, a snapshot transfer included.
+const userTimeout = 2 * time.Second
+
+func dialOnce(address string, timeout time.Duration) (net.Conn, error) {
+	d := net.Dialer{Timeout: timeout, Control: setUserTimeout}
+	return d.Dial("tcp", address)
+}
+
+func isTimeout(err error) bool {
+	var ne net.Error
+	return errors.As(err, &ne) && ne.Timeout()
 }
 
 func (t *TCPStreamLayer) handshake(c net.Conn, address string, timeout time.Duration) (net.Conn, error) {

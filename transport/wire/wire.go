@@ -157,13 +157,18 @@ type ReportResponse struct {
 	Index   uint64 `json:"index,omitempty"`
 }
 
-// Member is one voter of the cluster.
+// Member is one server of the cluster.
 type Member struct {
 	ID       string `json:"id"`
 	RaftAddr string `json:"raft_addr"`
 	HTTPAddr string `json:"http_addr"`
 	Voter    bool   `json:"voter"`
 	State    string `json:"state"`
+	// Role is RoleVoter or RoleNonvoter (a read replica).
+	Role string `json:"role"`
+	// UnheardMs: how long the leader has not heard from this server over
+	// Raft; omitted while it does.
+	UnheardMs int64 `json:"unheard_ms,omitempty"`
 }
 
 // ClusterResponse answers GET /v1/cluster.
@@ -201,6 +206,9 @@ type Status struct {
 	// ClusterIDKnown: this node has applied the cluster's id (the id
 	// itself is never served).
 	ClusterIDKnown bool `json:"cluster_id_known"`
+	// UnheardMs, on the leader: the servers it does not hear from over
+	// Raft, with the milliseconds since it last did; omitted when none.
+	UnheardMs map[string]int64 `json:"unheard_ms,omitempty"`
 }
 
 // CheckUpdateRequest is the body of PUT /v1/internal/check/{id}: a ttl
@@ -215,6 +223,8 @@ type JoinRequest struct {
 	ID       string `json:"id"`
 	RaftAddr string `json:"raft_addr"`
 	HTTPAddr string `json:"http_addr"`
+	// Nonvoter joins the server as a read replica (lieur agent --nonvoter).
+	Nonvoter bool `json:"nonvoter,omitempty"`
 }
 
 // ApplyRequest is the body of POST /v1/internal/apply: a follower forwards

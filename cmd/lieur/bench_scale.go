@@ -1,0 +1,847 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/lieur/lieur/transport/wire"
+)
+
+// scaleConfig is what `lieur bench scale` takes.
+type scaleConfig struct {
+	sizes          []int
+	clients        int           // concurrent registering clients
+	perType        int           // instances per service type
+	lookupClients  int           // concurrent lookup clients
+	lookupDuration time.Duration // length of one lookup run
+	lookupRuns     int
+	repeat         int // restarts and wipes at each size
+	runs           int // whole runs, each on a fresh cluster
+	agentFlags     []string
+	keep           bool
+	json           bool
+	// profile, when set, is a directory for CPU profiles: the leader's
+	// during each size's registrations, the wiped node's during its
+	// catch-up (profileFor long each).
+	profile    string
+	profileFor time.Duration
+}
+
+// scaleRow is one size's figures in one run.
+type scaleRow struct {
+	Instances       int     `json:"instances"`
+	RegisterOpsPerS float64 `json:"register_ops_per_s"`
+	RegisterSeconds float64 `json:"register_seconds"`
+	// HeapPerInstance is the leader's live heap (after a forced GC) less
+	// its heap before any registration, divided by the instances;
+	// HeapCaughtUp the same for the node that caught up after a wipe.
+	HeapPerInstance float64 `json:"heap_bytes_per_instance"`
+	HeapCaughtUp    float64 `json:"heap_bytes_per_instance_caught_up"`
+	// SnapshotBytes and SnapshotWriteMs: the size of the snapshot covering
+	// the table and the time its FSM encoding and file took (median of the
+	// three nodes): meta.json written less the creation time in its id.
+	SnapshotBytes   int64   `json:"snapshot_bytes"`
+	SnapshotWriteMs float64 `json:"snapshot_write_ms"`
+	// RestoreMs: a restarted follower's FSM restore of that snapshot
+	// (raft's "starting restore" to "restored" log lines); RestartMs: its
+	// process start until its applied index reached the leader's.
+	RestoreMs float64 `json:"restore_ms"`
+	RestartMs float64 `json:"restart_to_caught_up_ms"`
+	// CatchUpMs: a follower killed, its data dir deleted, restarted with
+	// --join: process start until its applied index reached the leader's
+	// (its table hash is then checked equal). InstalledMs: when raft had
+	// installed the leader's snapshot, from the same start.
+	CatchUpMs        float64 `json:"catch_up_ms"`
+	InstalledMs      float64 `json:"snapshot_installed_ms"`
+	InstallSnapshot  bool    `json:"install_snapshot"`
+	LookupOpsPerS    float64 `json:"lookup_ops_per_s"`
+	LookupP50Ms      float64 `json:"lookup_p50_ms"`
+	LookupP99Ms      float64 `json:"lookup_p99_ms"`
+	LookupErrors     int64   `json:"lookup_errors"`
+	RegisterFailures int64   `json:"register_failures"`
+	// Elections: how far the raft term moved during the registrations.
+	Elections int `json:"elections"`
+}
+
+func newBenchScaleCmd() *cobra.Command {
+	cfg := scaleConfig{}
+	var sizes string
+	cmd := &cobra.Command{
+		Use:   "scale",
+		Short: "Start 3 agents and measure heap, snapshots, catch-up and lookups at growing table sizes",
+		Long: `Start a 3-node cluster of agents (this binary, real processes, on loopback)
+and grow its table through the sizes given, registering in batches of
+concurrent keep-alive clients (the binders batch concurrent writes into
+one log entry). At each size:
+
+  heap         each node's live heap after a forced GC (/debug/pprof/heap?gc=1),
+               less its heap before the first registration, per instance
+  snapshot     its size and write time, once the nodes snapshot the table
+               (filler writes pass --snapshot-threshold)
+  restore      a follower restarted (SIGTERM): raft's restore of the snapshot,
+               and the restart until it has applied what the leader has
+  catch-up     a follower killed (SIGKILL), its data dir deleted, restarted
+               with --join: until its applied index reaches the leader's
+               (the table hashes are then checked equal)
+  lookups      GET /v1/lookup/TYPE on random types, spread over the nodes
+
+Type t<k> holds instances k*per-type .. (k+1)*per-type-1, so every size has
+size/per-type types of per-type instances. The agents run with --pprof,
+--snapshot-threshold 1024, --trailing-logs 1024 and --snapshot-interval 1s
+(as the catch-up measurement of docs/reliability.md), plus --agent-flag.`,
+		Example: `  lieur bench scale --sizes 10000,100000,1000000 --runs 3`,
+		Args:    cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			for _, s := range strings.Split(sizes, ",") {
+				n, err := strconv.Atoi(strings.TrimSpace(s))
+				if err != nil || n < 1 {
+					return fmt.Errorf("--sizes %q: want a list such as 10000,100000", sizes)
+				}
+				if len(cfg.sizes) > 0 && n <= cfg.sizes[len(cfg.sizes)-1] {
+					return fmt.Errorf("--sizes %q: want growing sizes", sizes)
+				}
+				cfg.sizes = append(cfg.sizes, n)
+			}
+			if cfg.clients < 1 || cfg.perType < 1 || cfg.lookupClients < 1 || cfg.runs < 1 || cfg.lookupRuns < 1 || cfg.repeat < 1 {
+				return errors.New("--clients, --per-type, --lookup-clients, --runs, --lookup-runs and --repeat must be at least 1")
+			}
+			var runs [][]scaleRow
+			for r := 0; r < cfg.runs; r++ {
+				fmt.Fprintf(os.Stderr, "run %d of %d\n", r+1, cfg.runs)
+				rows, err := runScale(cmd.Context(), cfg)
+				if err != nil {
+					return err
+				}
+				runs = append(runs, rows)
+			}
+			med := medianRows(runs)
+			if cfg.json {
+				return printJSON(cmd.OutOrStdout(), map[string]any{"runs": runs, "median": med})
+			}
+			printScaleTable(cmd.OutOrStdout(), cfg, med)
+			return nil
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&sizes, "sizes", "10000,100000,1000000", "table sizes to reach, growing, comma-separated")
+	f.IntVar(&cfg.clients, "clients", 64, "concurrent registering clients")
+	f.IntVar(&cfg.perType, "per-type", 100, "instances per service type")
+	f.IntVar(&cfg.lookupClients, "lookup-clients", 16, "concurrent lookup clients")
+	f.DurationVar(&cfg.lookupDuration, "lookup-duration", 3*time.Second, "length of one lookup run")
+	f.IntVar(&cfg.lookupRuns, "lookup-runs", 3, "lookup runs at each size (the median is kept)")
+	f.IntVar(&cfg.repeat, "repeat", 3, "restarts, and wipes with catch-up, at each size (the medians are kept)")
+	f.IntVar(&cfg.runs, "runs", 1, "whole runs, each on a fresh cluster; the table shows medians")
+	f.StringSliceVar(&cfg.agentFlags, "agent-flag", nil, "extra flag for every agent, e.g. --agent-flag=--log-level=warn")
+	f.StringVar(&cfg.profile, "profile", "", "save CPU profiles here: the leader's during the registrations, the wiped node's during its catch-up")
+	f.DurationVar(&cfg.profileFor, "profile-for", 10*time.Second, "length of each --profile (a duration, e.g. 20s)")
+	f.BoolVar(&cfg.keep, "keep", false, "keep the data directory (printed) instead of deleting it")
+	f.BoolVar(&cfg.json, "json", false, "print every run's rows and the medians as JSON")
+	return cmd
+}
+
+func printScaleTable(out io.Writer, cfg scaleConfig, rows []scaleRow) {
+	fmt.Fprintf(out, "%d run(s), medians; %d registering clients, %d instances per type, lookups: %d clients, %d x %s\n\n",
+		cfg.runs, cfg.clients, cfg.perType, cfg.lookupClients, cfg.lookupRuns, cfg.lookupDuration)
+	fmt.Fprintln(out, "| instances | registrations/s | heap B/instance (leader / caught-up node) | snapshot | snapshot write | restore (restart to caught up) | catch-up after wipe (snapshot installed at) | lookup p50 / p99 ms | lookups/s |")
+	fmt.Fprintln(out, "|---|---|---|---|---|---|---|---|---|")
+	for _, r := range rows {
+		install := ""
+		if !r.InstallSnapshot {
+			install = ", log replay"
+		}
+		fmt.Fprintf(out, "| %s | %.0f | %.0f / %.0f | %s | %s | %s (%s) | %s (%s%s) | %.2f / %.2f | %.0f |\n",
+			thousands(r.Instances), r.RegisterOpsPerS, r.HeapPerInstance, r.HeapCaughtUp, mib(r.SnapshotBytes),
+			ms(r.SnapshotWriteMs), ms(r.RestoreMs), ms(r.RestartMs), ms(r.CatchUpMs), ms(r.InstalledMs), install,
+			r.LookupP50Ms, r.LookupP99Ms, r.LookupOpsPerS)
+	}
+}
+
+func thousands(n int) string {
+	s := strconv.Itoa(n)
+	var b strings.Builder
+	for i, c := range s {
+		if i > 0 && (len(s)-i)%3 == 0 {
+			b.WriteString(" ")
+		}
+		b.WriteRune(c)
+	}
+	return b.String()
+}
+
+func mib(b int64) string { return fmt.Sprintf("%.1f MiB", float64(b)/(1<<20)) }
+
+func ms(v float64) string {
+	if v >= 1000 {
+		return fmt.Sprintf("%.2f s", v/1000)
+	}
+	return fmt.Sprintf("%.0f ms", v)
+}
+
+// medianRows takes, per size and per column, the median over the runs.
+func medianRows(runs [][]scaleRow) []scaleRow {
+	if len(runs) == 1 {
+		return runs[0]
+	}
+	out := make([]scaleRow, len(runs[0]))
+	for i := range out {
+		col := func(get func(scaleRow) float64) float64 {
+			var v []float64
+			for _, r := range runs {
+				v = append(v, get(r[i]))
+			}
+			sort.Float64s(v)
+			return v[len(v)/2]
+		}
+		row := runs[0][i]
+		row.RegisterOpsPerS = col(func(r scaleRow) float64 { return r.RegisterOpsPerS })
+		row.RegisterSeconds = col(func(r scaleRow) float64 { return r.RegisterSeconds })
+		row.HeapPerInstance = col(func(r scaleRow) float64 { return r.HeapPerInstance })
+		row.HeapCaughtUp = col(func(r scaleRow) float64 { return r.HeapCaughtUp })
+		row.SnapshotBytes = int64(col(func(r scaleRow) float64 { return float64(r.SnapshotBytes) }))
+		row.SnapshotWriteMs = col(func(r scaleRow) float64 { return r.SnapshotWriteMs })
+		row.RestoreMs = col(func(r scaleRow) float64 { return r.RestoreMs })
+		row.RestartMs = col(func(r scaleRow) float64 { return r.RestartMs })
+		row.CatchUpMs = col(func(r scaleRow) float64 { return r.CatchUpMs })
+		row.InstalledMs = col(func(r scaleRow) float64 { return r.InstalledMs })
+		row.Elections = int(col(func(r scaleRow) float64 { return float64(r.Elections) }))
+		row.LookupOpsPerS = col(func(r scaleRow) float64 { return r.LookupOpsPerS })
+		row.LookupP50Ms = col(func(r scaleRow) float64 { return r.LookupP50Ms })
+		row.LookupP99Ms = col(func(r scaleRow) float64 { return r.LookupP99Ms })
+		for _, r := range runs {
+			row.InstallSnapshot = row.InstallSnapshot && r[i].InstallSnapshot
+			row.LookupErrors += r[i].LookupErrors
+			row.RegisterFailures += r[i].RegisterFailures
+		}
+		out[i] = row
+	}
+	return out
+}
+
+// scaleNode is one agent process of the scale cluster.
+type scaleNode struct {
+	devNode
+	url   string
+	cmd   *exec.Cmd
+	exit  chan struct{}
+	start time.Time
+
+	mu    sync.Mutex
+	lines []logLine // this process's log, but for the per-service lines
+	// logPath keeps the same lines of every process of this node (with
+	// --keep, for a look at the elections or the catch-up afterwards).
+	logPath string
+}
+
+type logLine struct {
+	at   time.Time // hclog's timestamp
+	text string
+}
+
+type scaleCluster struct {
+	exe   string
+	peers string
+	flags []string
+	nodes []*scaleNode
+	hc    *http.Client
+}
+
+func startScaleCluster(ctx context.Context, dir string, extra []string) (*scaleCluster, error) {
+	exe, err := os.Executable()
+	if err != nil {
+		return nil, err
+	}
+	layout, err := loadOrCreateLayout(dir, 3)
+	if err != nil {
+		return nil, err
+	}
+	c := &scaleCluster{exe: exe, hc: &http.Client{Timeout: time.Minute}}
+	c.flags = append([]string{"--pprof", "--log-level", "info", "--snapshot-threshold", "1024", "--trailing-logs", "1024", "--snapshot-interval", "1s"}, extra...)
+	var peers []string
+	for _, n := range layout.Nodes {
+		peers = append(peers, n.ID+"="+n.RaftAddr)
+		c.nodes = append(c.nodes, &scaleNode{devNode: n, url: "http://" + n.HTTPAddr, logPath: filepath.Join(dir, n.ID+".log")})
+	}
+	c.peers = strings.Join(peers, ",")
+	for i := range c.nodes {
+		if err := c.start(i, ""); err != nil {
+			c.stopAll()
+			return nil, err
+		}
+	}
+	var urls []string
+	for _, n := range c.nodes {
+		urls = append(urls, n.url)
+	}
+	if err := awaitAll(ctx, urls, "/v1/status", `"caught_up":true`); err != nil {
+		c.stopAll()
+		return nil, err
+	}
+	return c, nil
+}
+
+// start runs node i's agent: with its peers, or with join (a URL) to ask
+// an existing cluster to add it.
+func (c *scaleCluster) start(i int, join string) error {
+	n := c.nodes[i]
+	args := []string{"agent", "--id", n.ID, "--raft-addr", n.RaftAddr, "--http-addr", n.HTTPAddr, "--data-dir", n.DataDir}
+	if join != "" {
+		args = append(args, "--join", join)
+	} else {
+		args = append(args, "--peers", c.peers)
+	}
+	cmd := exec.Command(c.exe, append(args, c.flags...)...)
+	stderr, err := cmd.StderrPipe()
+	if err != nil {
+		return err
+	}
+	n.mu.Lock()
+	n.lines = nil
+	n.mu.Unlock()
+	logFile, err := os.OpenFile(n.logPath, os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o640)
+	if err != nil {
+		return err
+	}
+	n.start = time.Now()
+	if err := cmd.Start(); err != nil {
+		logFile.Close()
+		return err
+	}
+	n.cmd, n.exit = cmd, make(chan struct{})
+	go func() {
+		defer logFile.Close()
+		sc := bufio.NewScanner(stderr)
+		sc.Buffer(make([]byte, 64<<10), 4<<20)
+		for sc.Scan() {
+			line := sc.Text()
+			// One line per service learned or removed: millions here.
+			if strings.Contains(line, " new service: ") || strings.Contains(line, " removed service: ") {
+				continue
+			}
+			at, _ := time.Parse("2006-01-02T15:04:05.000Z0700", strings.SplitN(line, " ", 2)[0])
+			n.mu.Lock()
+			n.lines = append(n.lines, logLine{at, line})
+			n.mu.Unlock()
+			_, _ = logFile.WriteString(line + "\n")
+		}
+		_, _ = io.Copy(io.Discard, stderr)
+		_ = cmd.Wait()
+		close(n.exit)
+	}()
+	return nil
+}
+
+// stop ends node i's process with sig and waits for it.
+func (c *scaleCluster) stop(i int, sig syscall.Signal) {
+	n := c.nodes[i]
+	if n.cmd == nil {
+		return
+	}
+	_ = n.cmd.Process.Signal(sig)
+	select {
+	case <-n.exit:
+	case <-time.After(20 * time.Second):
+		_ = n.cmd.Process.Kill()
+		<-n.exit
+	}
+	n.cmd = nil
+}
+
+func (c *scaleCluster) stopAll() {
+	for i := range c.nodes {
+		c.stop(i, syscall.SIGTERM)
+	}
+}
+
+// logged returns the first line of node i's current process containing s.
+func (c *scaleCluster) logged(i int, s string) (logLine, bool) {
+	n := c.nodes[i]
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	for _, l := range n.lines {
+		if strings.Contains(l.text, s) {
+			return l, true
+		}
+	}
+	return logLine{}, false
+}
+
+func (c *scaleCluster) tail(i, k int) string {
+	n := c.nodes[i]
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	var out []string
+	for _, l := range n.lines[max(0, len(n.lines)-k):] {
+		out = append(out, l.text)
+	}
+	return strings.Join(out, "\n")
+}
+
+// status is node i's /v1/status. It hashes the whole table: not for
+// tight loops at large sizes.
+func (c *scaleCluster) status(ctx context.Context, i int) (wire.Status, error) {
+	var st wire.Status
+	data, err := send(ctx, c.hc, "GET", c.nodes[i].url+"/v1/status", nil, 200)
+	if err == nil {
+		err = json.Unmarshal(data, &st)
+	}
+	return st, err
+}
+
+// applied reads node i's lieur_raft_applied_index from /metrics, which
+// unlike /v1/status costs no pass over the table.
+func (c *scaleCluster) applied(ctx context.Context, i int) (uint64, error) {
+	v, err := c.metric(ctx, c.nodes[i].url, "lieur_raft_applied_index")
+	return uint64(v), err
+}
+
+func (c *scaleCluster) metric(ctx context.Context, base, name string) (float64, error) {
+	data, err := send(ctx, c.hc, "GET", base+"/metrics", nil, 200)
+	if err != nil {
+		return 0, err
+	}
+	for _, line := range strings.Split(string(data), "\n") {
+		if v, ok := strings.CutPrefix(line, name+" "); ok {
+			return strconv.ParseFloat(strings.TrimSpace(v), 64)
+		}
+	}
+	return 0, fmt.Errorf("%s: no %s", base, name)
+}
+
+// heap is node i's live heap: HeapAlloc right after a forced GC.
+func (c *scaleCluster) heap(ctx context.Context, i int) (uint64, error) {
+	data, err := send(ctx, c.hc, "GET", c.nodes[i].url+"/debug/pprof/heap?gc=1&debug=1", nil, 200)
+	if err != nil {
+		return 0, err
+	}
+	for _, line := range strings.Split(string(data), "\n") {
+		if v, ok := strings.CutPrefix(line, "# HeapAlloc = "); ok {
+			return strconv.ParseUint(strings.TrimSpace(v), 10, 64)
+		}
+	}
+	return 0, errors.New("no HeapAlloc in the heap profile")
+}
+
+// profile saves a CPU profile of node i, as soon as it answers, to path.
+func (c *scaleCluster) profile(ctx context.Context, i int, d time.Duration, path string) {
+	url := c.nodes[i].url
+	for k := 0; k < 500; k++ {
+		if _, err := send(ctx, c.hc, "GET", url+"/healthz", nil, 200); err == nil {
+			break
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	hc := &http.Client{Timeout: d + time.Minute}
+	data, err := send(ctx, hc, "GET", fmt.Sprintf("%s/debug/pprof/profile?seconds=%d", url, int(d.Seconds())), nil, 200)
+	if err == nil {
+		err = os.WriteFile(path, data, 0o640)
+	}
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "profile of %s: %v\n", c.nodes[i].ID, err)
+	}
+}
+
+func (c *scaleCluster) leader(ctx context.Context) (int, error) {
+	for attempt := 0; attempt < 100; attempt++ {
+		for i := range c.nodes {
+			if c.nodes[i].cmd == nil {
+				continue
+			}
+			if v, err := c.metric(ctx, c.nodes[i].url, `lieur_raft_state{state="leader"}`); err == nil && v == 1 {
+				return i, nil
+			}
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	return 0, errors.New("no leader")
+}
+
+// waitApplied polls node i until it has applied index, and returns when
+// it first saw it so.
+func (c *scaleCluster) waitApplied(ctx context.Context, i int, index uint64, limit time.Duration) (time.Time, error) {
+	deadline := time.Now().Add(limit)
+	for {
+		if a, err := c.applied(ctx, i); err == nil && a >= index {
+			return time.Now(), nil
+		}
+		select {
+		case <-c.nodes[i].exit:
+			return time.Time{}, fmt.Errorf("%s exited:\n%s", c.nodes[i].ID, c.tail(i, 20))
+		case <-ctx.Done():
+			return time.Time{}, ctx.Err()
+		case <-time.After(50 * time.Millisecond):
+		}
+		if time.Now().After(deadline) {
+			return time.Time{}, fmt.Errorf("%s has not applied %d after %s:\n%s", c.nodes[i].ID, index, limit, c.tail(i, 20))
+		}
+	}
+}
+
+// converge waits until every node reports the same table hash as the
+// leader and then returns the leader's status.
+func (c *scaleCluster) converge(ctx context.Context, leader int) (wire.Status, error) {
+	target, err := c.status(ctx, leader)
+	if err != nil {
+		return target, err
+	}
+	for i := range c.nodes {
+		if i == leader {
+			continue
+		}
+		if _, err := c.waitApplied(ctx, i, target.AppliedIndex, 5*time.Minute); err != nil {
+			return target, err
+		}
+		st, err := c.status(ctx, i)
+		if err != nil {
+			return target, err
+		}
+		if st.TableHash != target.TableHash || st.Services != target.Services {
+			return target, fmt.Errorf("%s: table hash %s (%d services) at applied %d, leader %s (%d services) at %d",
+				c.nodes[i].ID, st.TableHash, st.Services, st.AppliedIndex, target.TableHash, target.Services, target.AppliedIndex)
+		}
+	}
+	return target, nil
+}
+
+// snapshotMeta is the part of raft's meta.json this reads.
+type snapshotMeta struct {
+	ID    string
+	Index uint64
+	Size  int64
+}
+
+// latestSnapshot is the newest complete snapshot in a node's data dir,
+// and how long writing it took: meta.json's modification time (written
+// last, once the state is synced) less the creation time in the id
+// (term-index-milliseconds).
+func latestSnapshot(dataDir string) (snapshotMeta, time.Duration, error) {
+	dirs, err := os.ReadDir(filepath.Join(dataDir, "snapshots"))
+	if err != nil {
+		return snapshotMeta{}, 0, err
+	}
+	var best snapshotMeta
+	var took time.Duration
+	for _, d := range dirs {
+		if !d.IsDir() || strings.HasSuffix(d.Name(), ".tmp") {
+			continue
+		}
+		path := filepath.Join(dataDir, "snapshots", d.Name(), "meta.json")
+		data, err := os.ReadFile(path)
+		if err != nil {
+			continue
+		}
+		var m snapshotMeta
+		if json.Unmarshal(data, &m) != nil || m.Index < best.Index {
+			continue
+		}
+		fi, err := os.Stat(path)
+		parts := strings.Split(m.ID, "-")
+		if err != nil || len(parts) != 3 {
+			continue
+		}
+		msec, err := strconv.ParseInt(parts[2], 10, 64)
+		if err != nil {
+			continue
+		}
+		best, took = m, fi.ModTime().Sub(time.UnixMilli(msec))
+	}
+	if best.ID == "" {
+		return best, 0, errors.New("no snapshot")
+	}
+	return best, took, nil
+}
+
+// snapshotInProgress reports whether raft is writing a snapshot in
+// dataDir (its directory is named *.tmp until complete).
+func snapshotInProgress(dataDir string) bool {
+	dirs, _ := os.ReadDir(filepath.Join(dataDir, "snapshots"))
+	for _, d := range dirs {
+		if strings.HasSuffix(d.Name(), ".tmp") {
+			return true
+		}
+	}
+	return false
+}
+
+func runScale(ctx context.Context, cfg scaleConfig) ([]scaleRow, error) {
+	dir, err := os.MkdirTemp("", "lieur-scale-")
+	if err != nil {
+		return nil, err
+	}
+	if cfg.keep {
+		fmt.Fprintf(os.Stderr, "data in %s\n", dir)
+	} else {
+		defer os.RemoveAll(dir)
+	}
+	c, err := startScaleCluster(ctx, dir, cfg.agentFlags)
+	if err != nil {
+		return nil, err
+	}
+	defer c.stopAll()
+	began := time.Now()
+	logf := func(format string, args ...any) {
+		fmt.Fprintf(os.Stderr, "  [%5.1fs] "+format+"\n", append([]any{time.Since(began).Seconds()}, args...)...)
+	}
+	// Each node's heap before any registration.
+	base := make([]uint64, len(c.nodes))
+	for i := range c.nodes {
+		if base[i], err = c.heap(ctx, i); err != nil {
+			return nil, err
+		}
+	}
+	var rows []scaleRow
+	have := 0
+	for _, size := range cfg.sizes {
+		row := scaleRow{Instances: size}
+		leader, err := c.leader(ctx)
+		if err != nil {
+			return nil, err
+		}
+
+		// Registrations, from have to size.
+		if cfg.profile != "" {
+			go c.profile(ctx, leader, cfg.profileFor, filepath.Join(cfg.profile, fmt.Sprintf("register-%d.pb.gz", size)))
+		}
+		term0, _ := c.metric(ctx, c.nodes[leader].url, "lieur_raft_term")
+		var failures int64
+		var fmu sync.Mutex
+		reg := runLoad(ctx, benchConfig{clients: cfg.clients, count: size - have, target: "lieur"}, "register",
+			func(ctx context.Context, hc *http.Client, w, seq int) error {
+				i := have + seq
+				body := wire.RegisterRequest{ID: fmt.Sprintf("s-%07d", i), Type: fmt.Sprintf("t%d", i/cfg.perType), Address: "10.0.0.1", Port: 1 + i%60000,
+					Meta: map[string]string{"zone": "a"}}
+				var err error
+				for attempt := 0; attempt < 50; attempt++ {
+					if _, err = send(ctx, hc, "POST", c.nodes[(w+attempt)%len(c.nodes)].url+"/v1/services", body, 200); err == nil {
+						return nil
+					}
+					fmu.Lock()
+					failures++
+					fmu.Unlock()
+					time.Sleep(100 * time.Millisecond)
+				}
+				return err
+			})
+		if reg.Errors > 0 {
+			return nil, fmt.Errorf("%d registrations failed", reg.Errors)
+		}
+		row.RegisterOpsPerS, row.RegisterSeconds, row.RegisterFailures = reg.OpsPerS, reg.Seconds, failures
+		have = size
+		logf("%d instances: %d registered in %.1fs, %.0f/s (p50 %.1f ms, p99 %.1f ms), %d retried", size, reg.Ops, reg.Seconds, reg.OpsPerS, reg.P50Ms, reg.P99Ms, failures)
+		if leader, err = c.leader(ctx); err != nil {
+			return nil, err
+		}
+		if term, err := c.metric(ctx, c.nodes[leader].url, "lieur_raft_term"); err == nil {
+			row.Elections = int(term - term0)
+		}
+		if row.Elections > 0 {
+			logf("the raft term moved %d times during the registrations (leader now %s)", row.Elections, c.nodes[leader].ID)
+		}
+		target, err := c.converge(ctx, leader)
+		if err != nil {
+			return nil, err
+		}
+		if target.Services != size {
+			return nil, fmt.Errorf("the leader holds %d services, want %d", target.Services, size)
+		}
+
+		// Snapshots: filler writes (one instance registered and removed,
+		// each its own entry) pass the snapshot threshold on every node.
+		filler := wire.RegisterRequest{ID: "scale-filler", Type: "scale-filler", Address: "10.0.0.2", Port: 1}
+		for k := 0; k < 1100; k += 2 {
+			if _, err := send(ctx, c.hc, "POST", c.nodes[leader].url+"/v1/services", filler, 200); err != nil {
+				return nil, fmt.Errorf("filler: %w", err)
+			}
+			if _, err := send(ctx, c.hc, "DELETE", c.nodes[leader].url+"/v1/services/scale-filler", nil, 200); err != nil {
+				return nil, fmt.Errorf("filler: %w", err)
+			}
+		}
+		var writes []float64
+		var snapNotes []string
+		for i := range c.nodes {
+			deadline := time.Now().Add(3 * time.Minute)
+			for {
+				m, took, err := latestSnapshot(c.nodes[i].DataDir)
+				if err == nil && m.Index >= target.AppliedIndex {
+					writes = append(writes, float64(took)/float64(time.Millisecond))
+					if i == leader {
+						row.SnapshotBytes = m.Size
+					}
+					snapNotes = append(snapNotes, fmt.Sprintf("%s %s in %s", c.nodes[i].ID, mib(m.Size), took.Round(time.Millisecond)))
+					break
+				}
+				if time.Now().After(deadline) {
+					return nil, fmt.Errorf("%s: no snapshot past index %d: %v", c.nodes[i].ID, target.AppliedIndex, err)
+				}
+				time.Sleep(200 * time.Millisecond)
+			}
+		}
+		sort.Float64s(writes)
+		row.SnapshotWriteMs = writes[len(writes)/2]
+		logf("snapshots: %s", strings.Join(snapNotes, ", "))
+
+		// Heap per instance, each node, once no snapshot is being written
+		// (a snapshot in progress holds its own references).
+		for quiet := 0; quiet < 2; {
+			time.Sleep(1500 * time.Millisecond)
+			quiet++
+			for _, n := range c.nodes {
+				if snapshotInProgress(n.DataDir) {
+					quiet = 0
+				}
+			}
+		}
+		var heaps []string
+		for i := range c.nodes {
+			h, err := c.heap(ctx, i)
+			if err != nil {
+				return nil, err
+			}
+			per := (float64(h) - float64(base[i])) / float64(size)
+			if i == leader {
+				row.HeapPerInstance = per
+			}
+			heaps = append(heaps, fmt.Sprintf("%s %.0f B (heap %.0f MiB)", c.nodes[i].ID, per, float64(h)/(1<<20)))
+		}
+		logf("heap per instance: %s (leader %s)", strings.Join(heaps, ", "), c.nodes[leader].ID)
+
+		followers := []int{(leader + 1) % 3, (leader + 2) % 3}
+		median := func(v []float64) float64 {
+			sort.Float64s(v)
+			return v[len(v)/2]
+		}
+
+		// Restore: a follower restarted (SIGTERM), --repeat times, the
+		// followers in turn.
+		var restores, restarts []float64
+		for k := 0; k < cfg.repeat; k++ {
+			now, err := c.status(ctx, leader)
+			if err != nil {
+				return nil, err
+			}
+			r := followers[k%2]
+			c.stop(r, syscall.SIGTERM)
+			if err := c.start(r, ""); err != nil {
+				return nil, err
+			}
+			at, err := c.waitApplied(ctx, r, now.AppliedIndex, 10*time.Minute)
+			if err != nil {
+				return nil, err
+			}
+			restart := float64(at.Sub(c.nodes[r].start)) / float64(time.Millisecond)
+			restore := -1.0
+			if s, ok := c.logged(r, "starting restore from snapshot"); ok {
+				if e, ok := c.logged(r, "restored from snapshot"); ok {
+					restore = float64(e.at.Sub(s.at)) / float64(time.Millisecond)
+				}
+			}
+			restores, restarts = append(restores, restore), append(restarts, restart)
+			logf("restart of %s: snapshot restored in %s, applied the leader's index %s after start", c.nodes[r].ID, ms(restore), ms(restart))
+		}
+		row.RestoreMs, row.RestartMs = median(restores), median(restarts)
+
+		// Catch-up: a follower killed, its data dir deleted, started
+		// again with --join, --repeat times, the followers in turn.
+		var catchUps, installs []float64
+		row.InstallSnapshot = true
+		for k := 0; k < cfg.repeat; k++ {
+			w := followers[(k+1)%2]
+			now, err := c.status(ctx, leader)
+			if err != nil {
+				return nil, err
+			}
+			c.stop(w, syscall.SIGKILL)
+			if err := os.RemoveAll(c.nodes[w].DataDir); err != nil {
+				return nil, err
+			}
+			if err := os.MkdirAll(c.nodes[w].DataDir, 0o750); err != nil {
+				return nil, err
+			}
+			if err := c.start(w, c.nodes[leader].url); err != nil {
+				return nil, err
+			}
+			if cfg.profile != "" && k == 0 {
+				go c.profile(ctx, w, cfg.profileFor, filepath.Join(cfg.profile, fmt.Sprintf("catchup-%d.pb.gz", size)))
+			}
+			at, err := c.waitApplied(ctx, w, now.AppliedIndex, 10*time.Minute)
+			if err != nil {
+				return nil, err
+			}
+			catchUp := float64(at.Sub(c.nodes[w].start)) / float64(time.Millisecond)
+			installed := -1.0
+			if l, ok := c.logged(w, "Installed remote snapshot"); ok {
+				installed = float64(l.at.Sub(c.nodes[w].start)) / float64(time.Millisecond)
+			} else {
+				row.InstallSnapshot = false
+			}
+			catchUps, installs = append(catchUps, catchUp), append(installs, installed)
+			if _, err := c.converge(ctx, leader); err != nil {
+				return nil, fmt.Errorf("after the catch-up of %s: %w", c.nodes[w].ID, err)
+			}
+			var steps []string
+			for _, s := range []string{"joined cluster", "copied to local snapshot", "Installed remote snapshot", "caught up with the leader"} {
+				if l, ok := c.logged(w, s); ok {
+					steps = append(steps, fmt.Sprintf("%s +%s", s, l.at.Sub(c.nodes[w].start).Round(time.Millisecond)))
+				}
+			}
+			logf("catch-up of %s after a wipe: %s (%s)", c.nodes[w].ID, ms(catchUp), strings.Join(steps, ", "))
+			if k == 0 {
+				if h, err := c.heap(ctx, w); err == nil {
+					row.HeapCaughtUp = (float64(h) - float64(base[w])) / float64(size)
+				}
+			}
+		}
+		row.CatchUpMs, row.InstalledMs = median(catchUps), median(installs)
+
+		// Lookups on random types, spread over the nodes; every type is
+		// read once on every node first.
+		types := size / cfg.perType
+		urls := make([]string, len(c.nodes))
+		for i, n := range c.nodes {
+			urls[i] = n.url
+		}
+		warm := runLoad(ctx, benchConfig{clients: cfg.lookupClients, count: types * len(urls), target: "lieur"}, "lookup",
+			func(ctx context.Context, hc *http.Client, _, seq int) error {
+				_, err := send(ctx, hc, "GET", fmt.Sprintf("%s/v1/lookup/t%d", urls[seq%len(urls)], seq/len(urls)), nil, 200)
+				return err
+			})
+		if warm.Errors > 0 {
+			return nil, fmt.Errorf("warm-up: %d lookups failed", warm.Errors)
+		}
+		var lrs []benchResult
+		for k := 0; k < cfg.lookupRuns; k++ {
+			lr := runLoad(ctx, benchConfig{clients: cfg.lookupClients, duration: cfg.lookupDuration, target: "lieur"}, "lookup",
+				func(ctx context.Context, hc *http.Client, w, _ int) error {
+					_, err := send(ctx, hc, "GET", fmt.Sprintf("%s/v1/lookup/t%d", urls[w%len(urls)], rand.IntN(types)), nil, 200)
+					return err
+				})
+			logf("lookups: %s", lr)
+			lrs = append(lrs, lr)
+			row.LookupErrors += lr.Errors
+		}
+		sort.Slice(lrs, func(i, j int) bool { return lrs[i].P50Ms < lrs[j].P50Ms })
+		row.LookupP50Ms = lrs[len(lrs)/2].P50Ms
+		sort.Slice(lrs, func(i, j int) bool { return lrs[i].P99Ms < lrs[j].P99Ms })
+		row.LookupP99Ms = lrs[len(lrs)/2].P99Ms
+		sort.Slice(lrs, func(i, j int) bool { return lrs[i].OpsPerS < lrs[j].OpsPerS })
+		row.LookupOpsPerS = lrs[len(lrs)/2].OpsPerS
+		rows = append(rows, row)
+	}
+	return rows, nil
+}
