@@ -296,12 +296,11 @@ func (n *Node) transferLocal(ctx context.Context, to string) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	var fut raft.Future
+	start := n.raft.LeadershipTransfer
 	if to == "" {
 		if countVoters(servers) < 2 {
 			return "", fmt.Errorf("%w: transfer leadership: there is no other voter", ErrInvalid)
 		}
-		fut = n.raft.LeadershipTransfer()
 	} else {
 		if to == n.cfg.ID {
 			return to, nil
@@ -313,12 +312,24 @@ func (n *Node) transferLocal(ctx context.Context, to string) (string, error) {
 		if s.Suffrage != raft.Voter {
 			return "", fmt.Errorf("%w: transfer leadership: %s is a nonvoter and cannot lead; promote it first", ErrInvalid, to)
 		}
-		fut = n.raft.LeadershipTransferToServer(s.ID, s.Address)
+		start = func() raft.Future { return n.raft.LeadershipTransferToServer(s.ID, s.Address) }
 	}
-	if err := fut.Error(); err != nil {
+	// raft gives a transfer one election timeout; a target slow to win
+	// its election (a loaded host) makes it time out with this node still
+	// leading, and then a new attempt is as safe as the first.
+	const attempts = 3
+	for attempt := 1; ; attempt++ {
+		err := start().Error()
+		if err == nil {
+			break
+		}
 		if errors.Is(err, raft.ErrNotLeader) {
 			// Nothing was started: the request may go to the new leader.
 			return "", fmt.Errorf("transfer leadership: %w", ErrNotLeader)
+		}
+		if attempt < attempts && ctx.Err() == nil && n.raft.State() == raft.Leader {
+			n.log.Warn("leadership transfer failed; trying again", "to", to, "attempt", attempt, "error", err)
+			continue
 		}
 		return "", fmt.Errorf("transfer leadership: %w: %v", ErrOutcomeUnknown, err)
 	}

@@ -255,13 +255,15 @@ func (e etcdLoad) lookup(ctx context.Context, hc *http.Client, w int, typ string
 func (cfg benchConfig) load() (workload, error) {
 	switch cfg.target {
 	case "etcd":
-		return newEtcdNativeLoad(cfg.binders, cfg.clients)
+		return newEtcdNativeLoad(cfg.binders, cfg.clients, false)
+	case "etcd-shared":
+		return newEtcdNativeLoad(cfg.binders, cfg.clients, true)
 	case "etcd-gateway":
 		return etcdLoad{endpoints: cfg.binders}, nil
 	case "lieur":
 		return lieurLoad{binders: cfg.binders}, nil
 	}
-	return nil, fmt.Errorf("--target %q: want lieur, etcd or etcd-gateway", cfg.target)
+	return nil, fmt.Errorf("--target %q: want lieur, etcd, etcd-shared or etcd-gateway", cfg.target)
 }
 
 // runBench runs one mode against cfg.binders.
@@ -444,8 +446,9 @@ func newBenchCmd() *cobra.Command {
 
 --target etcd runs lookup, register and mixed against etcd with its native
 Go client (go.etcd.io/etcd/client/v3, one gRPC connection per client);
---target etcd-gateway through its v3 JSON gateway instead. --binders are
-then etcd client URLs.`,
+--target etcd-shared with one native client per etcd member, shared by
+the clients talking to it; --target etcd-gateway through etcd's v3 JSON
+gateway. --binders are then etcd client URLs.`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if args[0] != "ceiling" {
@@ -482,7 +485,7 @@ then etcd client URLs.`,
 	}
 	f := cmd.Flags()
 	f.StringVar(&binders, "binders", os.Getenv("LIEUR_BINDERS"), "binder URLs, comma-separated (default $LIEUR_BINDERS)")
-	f.StringVar(&cfg.target, "target", "lieur", "lieur, etcd (native client) or etcd-gateway")
+	f.StringVar(&cfg.target, "target", "lieur", "lieur, etcd (native client per client), etcd-shared (native client per member) or etcd-gateway")
 	f.IntVar(&cfg.clients, "clients", 16, "concurrent keep-alive clients")
 	f.DurationVar(&cfg.duration, "duration", 10*time.Second, "how long lookup, mixed and ceiling run")
 	f.IntVar(&cfg.count, "count", 10000, "operations of register and report")

@@ -28,8 +28,9 @@ func newBenchCompareCmd() *cobra.Command {
 		Short: "Start 3 lieur agents and 3 etcd members on loopback and compare them",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if etcdClient != "native" && etcdClient != "gateway" {
-				return fmt.Errorf("--etcd-client %q: want native or gateway", etcdClient)
+			etcdTarget, ok := map[string]string{"native": "etcd", "native-shared": "etcd-shared", "gateway": "etcd-gateway"}[etcdClient]
+			if !ok {
+				return fmt.Errorf("--etcd-client %q: want native, native-shared or gateway", etcdClient)
 			}
 			var clients []int
 			for _, c := range strings.Split(clientsFlag, ",") {
@@ -55,16 +56,12 @@ func newBenchCompareCmd() *cobra.Command {
 				return err
 			}
 			defer stopEtcd()
-			etcdTarget := "etcd"
-			if etcdClient == "gateway" {
-				etcdTarget = "etcd-gateway"
-			}
 			return compare(ctx, cmd.OutOrStdout(), lieur, etcd, etcdTarget, clients, runs, duration)
 		},
 	}
 	cmd.Flags().StringVar(&etcdBin, "etcd", "/usr/bin/etcd", "the etcd binary (Debian's etcd-server)")
 	cmd.Flags().StringVar(&clientsFlag, "clients", "1,16,64", "client counts to run")
-	cmd.Flags().StringVar(&etcdClient, "etcd-client", "native", "how to drive etcd: native (its Go gRPC client, go.etcd.io/etcd/client/v3) or gateway (its v3 JSON gateway over HTTP/1.1)")
+	cmd.Flags().StringVar(&etcdClient, "etcd-client", "native", "how to drive etcd: native (its Go gRPC client, go.etcd.io/etcd/client/v3, one per client), native-shared (one per etcd member, shared by its clients) or gateway (its v3 JSON gateway over HTTP/1.1)")
 	cmd.Flags().IntVar(&runs, "runs", 3, "runs of each cell; the table shows medians")
 	cmd.Flags().DurationVar(&duration, "duration", 5*time.Second, "length of each run")
 	return cmd
@@ -76,7 +73,10 @@ func compare(ctx context.Context, out io.Writer, lieur, etcd []string, etcdTarge
 		return rs[len(rs)/2]
 	}
 	// The runs of lieur and etcd alternate, so that other work on the
-	// machine weighs on both alike.
+	// machine weighs on both alike. Client w talks to node (w+r) mod 3 in
+	// run r: with one client, each run starts at another node, so the
+	// leader is hit in one run of three on both sides, whichever node
+	// each cluster elected.
 	cell := func(mode string, c int) (l, e benchResult, err error) {
 		var ls, es []benchResult
 		for r := 0; r < runs; r++ {
@@ -85,7 +85,8 @@ func compare(ctx context.Context, out io.Writer, lieur, etcd []string, etcdTarge
 				binders []string
 				out     *[]benchResult
 			}{{"lieur", lieur, &ls}, {etcdTarget, etcd, &es}} {
-				cfg := benchConfig{binders: side.binders, target: side.target, clients: c, duration: d, typ: "cmp", ratio: 0.9}
+				nodes := append(append([]string(nil), side.binders[r%len(side.binders):]...), side.binders[:r%len(side.binders)]...)
+				cfg := benchConfig{binders: nodes, target: side.target, clients: c, duration: d, typ: "cmp", ratio: 0.9}
 				res, err := runBench(ctx, cfg, mode)
 				if err != nil {
 					return l, e, fmt.Errorf("%s %s x%d: %w", side.target, mode, c, err)
@@ -96,7 +97,7 @@ func compare(ctx context.Context, out io.Writer, lieur, etcd []string, etcdTarge
 		}
 		return median(ls), median(es), nil
 	}
-	fmt.Fprintf(out, "etcd driven through: %s\n\n", map[string]string{"etcd": "its native Go client (gRPC)", "etcd-gateway": "its v3 JSON gateway"}[etcdTarget])
+	fmt.Fprintf(out, "etcd driven through: %s\n\n", map[string]string{"etcd": "its native Go client (gRPC), one per client", "etcd-shared": "its native Go client (gRPC), one per member shared by its clients", "etcd-gateway": "its v3 JSON gateway"}[etcdTarget])
 	fmt.Fprintf(out, "| workload | clients | lieur ops/s | etcd ops/s | lieur/etcd | lieur p50 ms | etcd p50 ms | lieur p99 ms | etcd p99 ms | lieur errors | etcd errors |\n|---|---|---|---|---|---|---|---|---|---|---|\n")
 	for _, mode := range []string{"lookup", "register"} {
 		for _, c := range clients {

@@ -15,15 +15,21 @@ import (
 // (gRPC): registration = Put of /services/<type>/<id> with a small JSON
 // value; lookup = a serializable Get of the /services/<type>/ prefix (3
 // instances). Like the HTTP targets, each worker has its own client, so
-// its own connection, to node w mod the number of nodes.
+// its own connection, to node w mod the number of nodes; shared, the
+// workers of a node share one client (one HTTP/2 connection, as one
+// process of etcd's users would).
 type etcdNativeLoad struct {
 	endpoints []string
 	conns     []*clientv3.Client
 }
 
-func newEtcdNativeLoad(endpoints []string, clients int) (*etcdNativeLoad, error) {
+func newEtcdNativeLoad(endpoints []string, clients int, shared bool) (*etcdNativeLoad, error) {
 	e := &etcdNativeLoad{endpoints: endpoints}
-	for w := 0; w < max(clients, 1); w++ {
+	n := max(clients, 1)
+	if shared {
+		n = min(n, len(endpoints))
+	}
+	for w := 0; w < n; w++ {
 		c, err := e.dial(endpoints[w%len(endpoints)])
 		if err != nil {
 			e.close()

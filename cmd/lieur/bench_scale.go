@@ -33,10 +33,19 @@ type scaleConfig struct {
 	lookupDuration time.Duration // length of one lookup run
 	lookupRuns     int
 	repeat         int // restarts and wipes at each size
-	runs           int // whole runs, each on a fresh cluster
-	agentFlags     []string
-	keep           bool
-	json           bool
+	// rejoinAsIs starts a wiped node with --join while the cluster still
+	// lists it, as an operator might; by default its membership is
+	// removed first. As is, hashicorp/raft v1.8.0 sometimes never catches
+	// it up: the leader replaces the membership (remove, add) while the
+	// new process already listens, the old replication stream pushes the
+	// removal entry after a snapshot, and the node ends with a log entry
+	// past its snapshot but not the one at the snapshot's index; every
+	// append is then refused and every new snapshot keeps that entry.
+	rejoinAsIs bool
+	runs       int // whole runs, each on a fresh cluster
+	agentFlags []string
+	keep       bool
+	json       bool
 	// profile, when set, is a directory for CPU profiles: the leader's
 	// during each size's registrations, the wiped node's during its
 	// catch-up (profileFor long each).
@@ -146,6 +155,7 @@ size/per-type types of per-type instances. The agents run with --pprof,
 	f.IntVar(&cfg.lookupClients, "lookup-clients", 16, "concurrent lookup clients")
 	f.DurationVar(&cfg.lookupDuration, "lookup-duration", 3*time.Second, "length of one lookup run")
 	f.IntVar(&cfg.lookupRuns, "lookup-runs", 3, "lookup runs at each size (the median is kept)")
+	f.BoolVar(&cfg.rejoinAsIs, "rejoin-as-is", false, "start a wiped node with --join while the cluster still lists it (default: DELETE /v1/cluster/members/ID first)")
 	f.IntVar(&cfg.repeat, "repeat", 3, "restarts, and wipes with catch-up, at each size (the medians are kept)")
 	f.IntVar(&cfg.runs, "runs", 1, "whole runs, each on a fresh cluster; the table shows medians")
 	f.StringSliceVar(&cfg.agentFlags, "agent-flag", nil, "extra flag for every agent, e.g. --agent-flag=--log-level=warn")
@@ -767,6 +777,13 @@ func runScale(ctx context.Context, cfg scaleConfig) ([]scaleRow, error) {
 				return nil, err
 			}
 			c.stop(w, syscall.SIGKILL)
+			if !cfg.rejoinAsIs {
+				// Its old membership goes first, while it is down: see
+				// rejoinAsIs.
+				if _, err := send(ctx, c.hc, "DELETE", c.nodes[leader].url+"/v1/cluster/members/"+c.nodes[w].ID, nil, 200); err != nil {
+					return nil, fmt.Errorf("remove %s: %w", c.nodes[w].ID, err)
+				}
+			}
 			if err := os.RemoveAll(c.nodes[w].DataDir); err != nil {
 				return nil, err
 			}
