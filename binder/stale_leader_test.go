@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/http"
 	"runtime"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -46,17 +47,18 @@ import (
 //     registered with n1's replication goroutines.
 //  4. n1 wakes in stages: first the answers waiting on the connections it
 //     dialled are handed over, then, once ReadIndex returned or appended
-//     its barrier, everything else (n2's vote request and heartbeats).
+//     its barrier, everything else (n2's vote request and heartbeats; the
+//     connections n1 dialled are reset, see freezeLayer.wake).
 //
 // The read index must then fail, or cover the acknowledged write.
 func TestFrozenLeaderReadIndexCoversNewerLeadersWrites(t *testing.T) {
 	nodes, layers := startFreezableNodes(t)
 	old, next := nodes[0].node, nodes[1].node
 	frozen := layers[0]
-	// Whatever happens below, nothing stays frozen when the nodes close:
-	// raft's shutdown waits for goroutines blocked on a frozen connection.
-	// Registered after the nodes' cleanups, it runs before them.
-	t.Cleanup(frozen.thawAll)
+	// Whatever happens below, n1 is awake when the nodes close: raft's
+	// shutdown waits for goroutines blocked on a frozen connection.
+	// Registered after the nodes' cleanups, this runs before them.
+	t.Cleanup(frozen.wake)
 	ctx := context.Background()
 
 	// 1. Freeze n1. Answers to the heartbeats and appends (sent every
@@ -102,7 +104,7 @@ func TestFrozenLeaderReadIndexCoversNewerLeadersWrites(t *testing.T) {
 	}()
 	// The held answers must be handed over only once the verification is
 	// registered: handed over before, they would vote for nothing, and the
-	// heartbeat VerifyLeader triggers would meet the new term.
+	// verification would wait for later answers, which carry the new term.
 	await(t, 5*time.Second, "n1's leadership check registered", func() bool {
 		return verificationRegistered(t.Name())
 	})
@@ -124,7 +126,7 @@ func TestFrozenLeaderReadIndexCoversNewerLeadersWrites(t *testing.T) {
 			return old.Status().LastLogIndex > lastIndex
 		}
 	})
-	frozen.thawAll()
+	frozen.wake()
 	if !returned {
 		select {
 		case r = <-res:
@@ -438,6 +440,24 @@ func (l *freezeLayer) thawAll() {
 	l.dialledReads.thaw()
 	l.acceptedReads.thaw()
 	l.writes.thaw()
+}
+
+// wake ends the freeze. The connections this node dialled are closed
+// rather than thawed: thawed, its pipelines would meet answers carrying a
+// newer term, and hashicorp/raft v1.8.0 can then deadlock a pipeline
+// (pipelineDecode returns, leaving decodeResponses blocked on doneCh,
+// while the send loop picks its CommitTimeout timer over the closed
+// finishCh and blocks on inprogressCh), which hangs the node's shutdown
+// for good. A failed write ends a pipeline cleanly; the node learns the
+// newer term over fresh connections and from the other nodes' requests.
+func (l *freezeLayer) wake() {
+	l.mu.Lock()
+	conns := slices.Clone(l.dialled)
+	l.mu.Unlock()
+	for _, c := range conns {
+		_ = c.Close()
+	}
+	l.thawAll()
 }
 
 // held is how many reads are held on connections dialled to addr.
