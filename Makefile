@@ -5,7 +5,7 @@ BIN      := bin
 NODES    ?= 3
 DATA_DIR ?=
 
-.PHONY: all build run test unit integration chaos netns measure bench bench-compare fuzz vet fmt-check clean
+.PHONY: all build run test unit integration chaos netns measure bench bench-compare bench-scale fuzz vet fmt-check clean
 
 all: build
 
@@ -62,10 +62,20 @@ bench:
 	$(GO) test -run XXX -bench . -benchmem -count 6 ./fsm ./transport/httpapi ./client
 
 ## bench-compare: lieur beside etcd (Debian's etcd-server, installed if
-## missing) on loopback, 3 nodes each, 1/16/64 clients, medians of 3 runs.
+## missing) on loopback, 3 nodes each, 1/16/64 clients, medians of 3 runs;
+## etcd driven with its native Go client (ETCD_CLIENT=gateway: its JSON
+## gateway; native-shared: one client per member, shared).
+ETCD_CLIENT ?= native
 bench-compare: build
 	@command -v etcd >/dev/null 2>&1 || (apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y etcd-server)
-	./$(BIN)/lieur bench compare --etcd $$(command -v etcd) --runs 3 --duration 5s --clients 1,16,64
+	./$(BIN)/lieur bench compare --etcd $$(command -v etcd) --etcd-client $(ETCD_CLIENT) --runs 3 --duration 5s --clients 1,16,64
+
+## bench-scale: 10 000, 100 000 and 1 000 000 instances in a 3-agent
+## cluster: heap per instance, snapshot size and write time, restore,
+## catch-up after a wipe, lookup p50/p99 (docs/benchmarks.md; ~15 min).
+SCALE_SIZES ?= 10000,100000,1000000
+bench-scale: build
+	./$(BIN)/lieur bench scale --sizes $(SCALE_SIZES)
 
 ## fuzz: each fuzz target for FUZZTIME (default 30s). Their seeds run in
 ## every `make test`.

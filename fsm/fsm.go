@@ -98,8 +98,10 @@ type BatchResult struct {
 // Observer receives what one log entry changed, once the table holds the
 // whole entry and Applied reports its index: a reader woken by it never
 // sees half a batch. Restore delivers the difference between the old and
-// the new table the same way, at the snapshot's index. It runs on the
-// applying goroutine, must be fast, and must not call back into Apply.
+// the new table the same way, at the snapshot's index, once the table
+// holds the whole snapshot, in parts of at most 4 096 changes. It runs
+// on the applying goroutine, must be fast, and must not call back into
+// Apply.
 type Observer func(index uint64, changes []Change)
 
 // FSM is the replicated service table. Apply is called by raft from one

@@ -13,6 +13,12 @@ import (
 	"github.com/hashicorp/raft"
 )
 
+// restoreChunk bounds the changes Restore hands the observer at once: the
+// table is whole before the first part, and building a million changes
+// (each holding a copy of its instance) at once held some 200 MB more
+// until the observer was done with them.
+const restoreChunk = 4096
+
 // SnapshotVersion is the format version written by Snapshot.
 const SnapshotVersion = 1
 
@@ -266,18 +272,18 @@ func (f *FSM) Restore(rc io.ReadCloser) error {
 	f.mu.Unlock()
 
 	// The changes, grouped by kind (health changes, then removals, then
-	// additions) and in id order within each: the instances are sorted as
-	// pointers, and each Change built once in place (a restore of
-	// 1 000 000 instances sorted as many Change values spent seconds
-	// moving them).
+	// additions) and in id order within each. The additions and health
+	// changes follow the snapshot's order, which Persist writes sorted by
+	// id (sorting a million pointers by id took a second); the removals
+	// come from a map and are sorted.
 	var healthChanged, removed, added []*Instance
 	for id, old := range oldByID {
 		if n, ok := byID[id]; !ok || n.Index != old.Index {
 			removed = append(removed, old)
 		}
 	}
-	for id, n := range byID {
-		old, ok := oldByID[id]
+	for _, n := range data.Services {
+		old, ok := oldByID[n.ID]
 		switch {
 		case !ok || old.Index != n.Index:
 			added = append(added, n)
@@ -287,13 +293,16 @@ func (f *FSM) Restore(rc io.ReadCloser) error {
 			healthChanged = append(healthChanged, n)
 		}
 	}
-	changes := make([]Change, 0, len(healthChanged)+len(removed)+len(added))
+	f.applied.Store(data.Applied)
 	byIDOrder := func(a, b *Instance) int { return strings.Compare(a.ID, b.ID) }
+	var changes []Change
 	for _, group := range []struct {
 		kind ChangeKind
 		list []*Instance
 	}{{HealthChanged, healthChanged}, {Removed, removed}, {Added, added}} {
-		slices.SortFunc(group.list, byIDOrder)
+		if !slices.IsSortedFunc(group.list, byIDOrder) {
+			slices.SortFunc(group.list, byIDOrder)
+		}
 		for _, inst := range group.list {
 			c := Change{Kind: group.kind, Instance: *inst, Index: data.LastChange}
 			switch group.kind {
@@ -303,9 +312,15 @@ func (f *FSM) Restore(rc io.ReadCloser) error {
 				c.Index = inst.Index
 			}
 			changes = append(changes, c)
+			if len(changes) == restoreChunk {
+				f.observe(data.Applied, changes)
+				changes = nil
+			}
 		}
 	}
-	f.publish(data.Applied, changes)
+	if len(changes) > 0 {
+		f.observe(data.Applied, changes)
+	}
 	return nil
 }
 

@@ -53,3 +53,35 @@ func TestPersistWritesTheDocumentOfSnapshotData(t *testing.T) {
 type nopCloser struct{ *bytes.Reader }
 
 func (nopCloser) Close() error { return nil }
+
+// A large restore reaches the observer in parts, every part at the
+// snapshot's index, each after the whole table is in place, the
+// additions in id order.
+func TestRestoreHandsLargeDifferencesOverInParts(t *testing.T) {
+	n := 2*restoreChunk + 17
+	f := New(nil)
+	for i := 0; i < n; i++ {
+		f.ApplyCommand(uint64(i+1), RegisterCmd{ID: fmt.Sprintf("svc-%05d", n-i), Type: "t", Address: "10.0.0.1", Port: 1 + i})
+	}
+	data := snapshotOf(t, f)
+
+	var parts int
+	var ids []string
+	var g *FSM
+	g = New(func(index uint64, cs []Change) {
+		parts++
+		require.Equal(t, uint64(n), index)
+		require.LessOrEqual(t, len(cs), restoreChunk)
+		require.True(t, g.HasType("t"))
+		list, _ := g.InstancesOf("t")
+		require.Len(t, list, n, "the table is whole before the first part")
+		for _, c := range cs {
+			require.Equal(t, Added, c.Kind)
+			ids = append(ids, c.Instance.ID)
+		}
+	})
+	require.NoError(t, g.Restore(nopCloser{bytes.NewReader(data)}))
+	require.Equal(t, 3, parts)
+	require.Len(t, ids, n)
+	require.True(t, sort.StringsAreSorted(ids))
+}

@@ -96,25 +96,27 @@ func newBenchScaleCmd() *cobra.Command {
 		Use:   "scale",
 		Short: "Start 3 agents and measure heap, snapshots, catch-up and lookups at growing table sizes",
 		Long: `Start a 3-node cluster of agents (this binary, real processes, on loopback)
-and grow its table through the sizes given, registering in batches of
-concurrent keep-alive clients (the binders batch concurrent writes into
-one log entry). At each size:
+and grow its table through the sizes given, registering with concurrent
+keep-alive clients spread over the nodes (the binders batch concurrent
+writes into one log entry; the API has no batch registration). At each size:
 
-  heap         each node's live heap after a forced GC (/debug/pprof/heap?gc=1),
-               less its heap before the first registration, per instance
-  snapshot     its size and write time, once the nodes snapshot the table
-               (filler writes pass --snapshot-threshold)
-  restore      a follower restarted (SIGTERM): raft's restore of the snapshot,
-               and the restart until it has applied what the leader has
-  catch-up     a follower killed (SIGKILL), its data dir deleted, restarted
-               with --join: until its applied index reaches the leader's
-               (the table hashes are then checked equal)
-  lookups      GET /v1/lookup/TYPE on random types, spread over the nodes
+  heap      each node's live heap after a forced GC (/debug/pprof/heap?gc=1),
+            less its heap before the first registration, per instance
+  snapshot  its size and write time (FSM encoding and file), once every node
+            has snapshotted the table (filler writes pass the threshold)
+  restore   a follower restarted (SIGTERM): raft's restore of the snapshot,
+            and the restart until it has applied the leader's last write
+  catch-up  a follower killed (SIGKILL), removed from the cluster, its data
+            dir deleted, started with --join: until it has applied the
+            leader's last write (the table hashes are then checked equal)
+  lookups   GET /v1/lookup/TYPE on random types, spread over the nodes
 
-Type t<k> holds instances k*per-type .. (k+1)*per-type-1, so every size has
-size/per-type types of per-type instances. The agents run with --pprof,
---snapshot-threshold 1024, --trailing-logs 1024 and --snapshot-interval 1s
-(as the catch-up measurement of docs/reliability.md), plus --agent-flag.`,
+Restarts and catch-ups run --repeat times, the followers in turn; the
+table shows medians. Type t<k> holds instances k*per-type ..
+(k+1)*per-type-1, so every size has size/per-type types. The agents run
+with --pprof, --snapshot-threshold 1024, --trailing-logs 1024 and
+--snapshot-interval 1s (as the catch-up measurement of
+docs/reliability.md), plus --agent-flag.`,
 		Example: `  lieur bench scale --sizes 10000,100000,1000000 --runs 3`,
 		Args:    cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
@@ -414,13 +416,6 @@ func (c *scaleCluster) status(ctx context.Context, i int) (wire.Status, error) {
 	return st, err
 }
 
-// applied reads node i's lieur_raft_applied_index from /metrics, which
-// unlike /v1/status costs no pass over the table.
-func (c *scaleCluster) applied(ctx context.Context, i int) (uint64, error) {
-	v, err := c.metric(ctx, c.nodes[i].url, "lieur_raft_applied_index")
-	return uint64(v), err
-}
-
 func (c *scaleCluster) metric(ctx context.Context, base, name string) (float64, error) {
 	data, err := send(ctx, c.hc, "GET", base+"/metrics", nil, 200)
 	if err != nil {
@@ -482,20 +477,40 @@ func (c *scaleCluster) leader(ctx context.Context) (int, error) {
 	return 0, errors.New("no leader")
 }
 
-// waitApplied polls node i until it has applied index, and returns when
-// it first saw it so.
+// waitApplied waits until node i has applied index and returns when it
+// saw it so. It asks GET /v1/lookup/t0?stale=true&min_index=N, which the
+// node holds until it has applied N (then 200, or 404 without t0) or for
+// a while (503): a blocking read, where polling /metrics would cost the
+// node a scrape of every type's gauge each time.
 func (c *scaleCluster) waitApplied(ctx context.Context, i int, index uint64, limit time.Duration) (time.Time, error) {
 	deadline := time.Now().Add(limit)
+	url := fmt.Sprintf("%s/v1/lookup/t0?stale=true&min_index=%d", c.nodes[i].url, index)
 	for {
-		if a, err := c.applied(ctx, i); err == nil && a >= index {
-			return time.Now(), nil
+		req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+		if err != nil {
+			return time.Time{}, err
+		}
+		if resp, err := c.hc.Do(req); err == nil {
+			_, _ = io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK || resp.StatusCode == http.StatusNotFound {
+				return time.Now(), nil
+			}
+			if resp.StatusCode != http.StatusServiceUnavailable {
+				return time.Time{}, fmt.Errorf("%s: %s answered %d", c.nodes[i].ID, url, resp.StatusCode)
+			}
+		} else {
+			// Not serving yet (a restart restores its snapshot first).
+			select {
+			case <-time.After(20 * time.Millisecond):
+			case <-ctx.Done():
+				return time.Time{}, ctx.Err()
+			}
 		}
 		select {
 		case <-c.nodes[i].exit:
 			return time.Time{}, fmt.Errorf("%s exited:\n%s", c.nodes[i].ID, c.tail(i, 20))
-		case <-ctx.Done():
-			return time.Time{}, ctx.Err()
-		case <-time.After(50 * time.Millisecond):
+		default:
 		}
 		if time.Now().After(deadline) {
 			return time.Time{}, fmt.Errorf("%s has not applied %d after %s:\n%s", c.nodes[i].ID, index, limit, c.tail(i, 20))
@@ -503,30 +518,56 @@ func (c *scaleCluster) waitApplied(ctx context.Context, i int, index uint64, lim
 	}
 }
 
-// converge waits until every node reports the same table hash as the
-// leader and then returns the leader's status.
-func (c *scaleCluster) converge(ctx context.Context, leader int) (wire.Status, error) {
+// nudge writes through the leader (one instance registered and
+// removed) and returns the index of the removal. It is the target of the
+// waits below: ?min_index= waits for the table's applied index, which
+// raft's own entries (barriers, configuration changes) do not move, and a
+// follower learns that the last entry committed only with a later one.
+func (c *scaleCluster) nudge(ctx context.Context, leader int) (uint64, error) {
+	filler := wire.RegisterRequest{ID: "scale-filler", Type: "scale-filler", Address: "10.0.0.2", Port: 1}
+	if _, err := send(ctx, c.hc, "POST", c.nodes[leader].url+"/v1/services", filler, 200); err != nil {
+		return 0, fmt.Errorf("filler: %w", err)
+	}
+	data, err := send(ctx, c.hc, "DELETE", c.nodes[leader].url+"/v1/services/scale-filler", nil, 200)
+	if err != nil {
+		return 0, fmt.Errorf("filler: %w", err)
+	}
+	var resp wire.IndexResponse
+	if err := json.Unmarshal(data, &resp); err != nil || resp.Index == 0 {
+		return 0, fmt.Errorf("filler: answer %s", data)
+	}
+	return resp.Index, nil
+}
+
+// converge waits until every node has applied a write made now and
+// reports the same table hash as the leader, and returns the leader's
+// status and that write's index.
+func (c *scaleCluster) converge(ctx context.Context, leader int) (wire.Status, uint64, error) {
+	idx, err := c.nudge(ctx, leader)
+	if err != nil {
+		return wire.Status{}, 0, err
+	}
 	target, err := c.status(ctx, leader)
 	if err != nil {
-		return target, err
+		return target, idx, err
 	}
 	for i := range c.nodes {
 		if i == leader {
 			continue
 		}
-		if _, err := c.waitApplied(ctx, i, target.AppliedIndex, 5*time.Minute); err != nil {
-			return target, err
+		if _, err := c.waitApplied(ctx, i, idx, 5*time.Minute); err != nil {
+			return target, idx, err
 		}
 		st, err := c.status(ctx, i)
 		if err != nil {
-			return target, err
+			return target, idx, err
 		}
 		if st.TableHash != target.TableHash || st.Services != target.Services {
-			return target, fmt.Errorf("%s: table hash %s (%d services) at applied %d, leader %s (%d services) at %d",
+			return target, idx, fmt.Errorf("%s: table hash %s (%d services) at applied %d, leader %s (%d services) at %d",
 				c.nodes[i].ID, st.TableHash, st.Services, st.AppliedIndex, target.TableHash, target.Services, target.AppliedIndex)
 		}
 	}
-	return target, nil
+	return target, idx, nil
 }
 
 // snapshotMeta is the part of raft's meta.json this reads.
@@ -663,7 +704,7 @@ func runScale(ctx context.Context, cfg scaleConfig) ([]scaleRow, error) {
 		if row.Elections > 0 {
 			logf("the raft term moved %d times during the registrations (leader now %s)", row.Elections, c.nodes[leader].ID)
 		}
-		target, err := c.converge(ctx, leader)
+		target, loaded, err := c.converge(ctx, leader)
 		if err != nil {
 			return nil, err
 		}
@@ -673,13 +714,9 @@ func runScale(ctx context.Context, cfg scaleConfig) ([]scaleRow, error) {
 
 		// Snapshots: filler writes (one instance registered and removed,
 		// each its own entry) pass the snapshot threshold on every node.
-		filler := wire.RegisterRequest{ID: "scale-filler", Type: "scale-filler", Address: "10.0.0.2", Port: 1}
 		for k := 0; k < 1100; k += 2 {
-			if _, err := send(ctx, c.hc, "POST", c.nodes[leader].url+"/v1/services", filler, 200); err != nil {
-				return nil, fmt.Errorf("filler: %w", err)
-			}
-			if _, err := send(ctx, c.hc, "DELETE", c.nodes[leader].url+"/v1/services/scale-filler", nil, 200); err != nil {
-				return nil, fmt.Errorf("filler: %w", err)
+			if _, err := c.nudge(ctx, leader); err != nil {
+				return nil, err
 			}
 		}
 		var writes []float64
@@ -688,7 +725,7 @@ func runScale(ctx context.Context, cfg scaleConfig) ([]scaleRow, error) {
 			deadline := time.Now().Add(3 * time.Minute)
 			for {
 				m, took, err := latestSnapshot(c.nodes[i].DataDir)
-				if err == nil && m.Index >= target.AppliedIndex {
+				if err == nil && m.Index >= loaded {
 					writes = append(writes, float64(took)/float64(time.Millisecond))
 					if i == leader {
 						row.SnapshotBytes = m.Size
@@ -697,7 +734,7 @@ func runScale(ctx context.Context, cfg scaleConfig) ([]scaleRow, error) {
 					break
 				}
 				if time.Now().After(deadline) {
-					return nil, fmt.Errorf("%s: no snapshot past index %d: %v", c.nodes[i].ID, target.AppliedIndex, err)
+					return nil, fmt.Errorf("%s: no snapshot past index %d: %v", c.nodes[i].ID, loaded, err)
 				}
 				time.Sleep(200 * time.Millisecond)
 			}
@@ -741,16 +778,19 @@ func runScale(ctx context.Context, cfg scaleConfig) ([]scaleRow, error) {
 		// followers in turn.
 		var restores, restarts []float64
 		for k := 0; k < cfg.repeat; k++ {
-			now, err := c.status(ctx, leader)
+			now, err := c.nudge(ctx, leader)
 			if err != nil {
 				return nil, err
 			}
 			r := followers[k%2]
+			if _, err := c.waitApplied(ctx, r, now, time.Minute); err != nil {
+				return nil, err
+			}
 			c.stop(r, syscall.SIGTERM)
 			if err := c.start(r, ""); err != nil {
 				return nil, err
 			}
-			at, err := c.waitApplied(ctx, r, now.AppliedIndex, 10*time.Minute)
+			at, err := c.waitApplied(ctx, r, now, 10*time.Minute)
 			if err != nil {
 				return nil, err
 			}
@@ -772,7 +812,7 @@ func runScale(ctx context.Context, cfg scaleConfig) ([]scaleRow, error) {
 		row.InstallSnapshot = true
 		for k := 0; k < cfg.repeat; k++ {
 			w := followers[(k+1)%2]
-			now, err := c.status(ctx, leader)
+			now, err := c.nudge(ctx, leader)
 			if err != nil {
 				return nil, err
 			}
@@ -780,8 +820,17 @@ func runScale(ctx context.Context, cfg scaleConfig) ([]scaleRow, error) {
 			if !cfg.rejoinAsIs {
 				// Its old membership goes first, while it is down: see
 				// rejoinAsIs.
-				if _, err := send(ctx, c.hc, "DELETE", c.nodes[leader].url+"/v1/cluster/members/"+c.nodes[w].ID, nil, 200); err != nil {
-					return nil, fmt.Errorf("remove %s: %w", c.nodes[w].ID, err)
+				// The leader refuses while it has not heard from the other
+				// follower lately (one restarted just before): try again.
+				for attempt := 0; ; attempt++ {
+					_, err := send(ctx, c.hc, "DELETE", c.nodes[leader].url+"/v1/cluster/members/"+c.nodes[w].ID, nil, 200)
+					if err == nil {
+						break
+					}
+					if attempt == 120 {
+						return nil, fmt.Errorf("remove %s: %w", c.nodes[w].ID, err)
+					}
+					time.Sleep(500 * time.Millisecond)
 				}
 			}
 			if err := os.RemoveAll(c.nodes[w].DataDir); err != nil {
@@ -796,7 +845,7 @@ func runScale(ctx context.Context, cfg scaleConfig) ([]scaleRow, error) {
 			if cfg.profile != "" && k == 0 {
 				go c.profile(ctx, w, cfg.profileFor, filepath.Join(cfg.profile, fmt.Sprintf("catchup-%d.pb.gz", size)))
 			}
-			at, err := c.waitApplied(ctx, w, now.AppliedIndex, 10*time.Minute)
+			at, err := c.waitApplied(ctx, w, now, 10*time.Minute)
 			if err != nil {
 				return nil, err
 			}
@@ -808,7 +857,7 @@ func runScale(ctx context.Context, cfg scaleConfig) ([]scaleRow, error) {
 				row.InstallSnapshot = false
 			}
 			catchUps, installs = append(catchUps, catchUp), append(installs, installed)
-			if _, err := c.converge(ctx, leader); err != nil {
+			if _, _, err := c.converge(ctx, leader); err != nil {
 				return nil, fmt.Errorf("after the catch-up of %s: %w", c.nodes[w].ID, err)
 			}
 			var steps []string
