@@ -303,11 +303,18 @@ func (c *Client) attempt(ctx context.Context, binder string, cl *call, body []by
 		req.Header[k] = v
 	}
 	req.Header.Set("Accept", "application/json")
-	if c.token != "" {
-		req.Header.Set("Authorization", "Bearer "+c.token)
-	}
 	if body != nil {
 		req.Header.Set("Content-Type", "application/json")
+	}
+	return c.send(req, binder, maxBody)
+}
+
+// send sends req, which names its body's type and what it accepts, to
+// binder with the client's token, and reads at most limit bytes of the
+// answer.
+func (c *Client) send(req *http.Request, binder string, limit int) (*reply, error) {
+	if c.token != "" {
+		req.Header.Set("Authorization", "Bearer "+c.token)
 	}
 	if c.onRequest != nil {
 		c.onRequest(binder)
@@ -317,12 +324,12 @@ func (c *Client) attempt(ctx context.Context, binder string, cl *call, body []by
 		return nil, err
 	}
 	defer resp.Body.Close()
-	data, err := io.ReadAll(io.LimitReader(resp.Body, maxBody+1))
+	data, err := io.ReadAll(io.LimitReader(resp.Body, int64(limit)+1))
 	if err != nil {
 		return nil, fmt.Errorf("read response (status %d): %w", resp.StatusCode, err)
 	}
-	if len(data) > maxBody {
-		return nil, fmt.Errorf("response larger than %d bytes (status %d)", maxBody, resp.StatusCode)
+	if len(data) > limit {
+		return nil, fmt.Errorf("response larger than %d bytes (status %d)", limit, resp.StatusCode)
 	}
 	return &reply{binder: binder, status: resp.StatusCode, header: resp.Header, body: data}, nil
 }

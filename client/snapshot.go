@@ -108,27 +108,13 @@ func (c *Client) snapshotAttempt(ctx context.Context, binder, method string, bod
 	if body != nil {
 		req.Header.Set("Content-Type", wire.ContentTypeSnapshot)
 	}
-	if c.token != "" {
-		req.Header.Set("Authorization", "Bearer "+c.token)
-	}
-	if c.onRequest != nil {
-		c.onRequest(binder)
-	}
-	resp, err := c.hc.Do(req)
+	rep, err := c.send(req, binder, maxSnapshot)
 	if err != nil {
 		return nil, err
 	}
-	defer resp.Body.Close()
-	data, err := io.ReadAll(io.LimitReader(resp.Body, maxSnapshot+1))
-	if err != nil {
-		return nil, fmt.Errorf("read response (status %d): %w", resp.StatusCode, err)
-	}
-	if len(data) > maxSnapshot {
-		return nil, fmt.Errorf("response larger than %d bytes (status %d)", maxSnapshot, resp.StatusCode)
-	}
-	if resp.StatusCode/100 == 2 && method == http.MethodGet && resp.Header.Get("Content-Type") != wire.ContentTypeSnapshot {
+	if rep.status/100 == 2 && method == http.MethodGet && rep.header.Get("Content-Type") != wire.ContentTypeSnapshot {
 		// A proxy's page, or a binder of a build without backups.
-		return nil, errors.New("the answer is not a backup file (Content-Type " + resp.Header.Get("Content-Type") + ")")
+		return nil, errors.New("the answer is not a backup file (Content-Type " + rep.header.Get("Content-Type") + ")")
 	}
-	return &reply{binder: binder, status: resp.StatusCode, header: resp.Header, body: data}, nil
+	return rep, nil
 }
