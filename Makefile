@@ -63,9 +63,10 @@ bench:
 
 ## bench-compare: lieur beside etcd (Debian's etcd-server, installed if
 ## missing) on loopback, 3 nodes each, 1/16/64 clients, medians of 3 runs;
-## etcd driven with its native Go client (ETCD_CLIENT=gateway: its JSON
-## gateway; native-shared: one client per member, shared).
-ETCD_CLIENT ?= native
+## etcd driven with its native Go client, one per member shared by the
+## clients that talk to it (ETCD_CLIENT=native: one per client; gateway:
+## its v3 JSON gateway).
+ETCD_CLIENT ?= native-shared
 bench-compare: build
 	@command -v etcd >/dev/null 2>&1 || (apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y etcd-server)
 	./$(BIN)/lieur bench compare --etcd $$(command -v etcd) --etcd-client $(ETCD_CLIENT) --runs 3 --duration 5s --clients 1,16,64

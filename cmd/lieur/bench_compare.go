@@ -61,7 +61,7 @@ func newBenchCompareCmd() *cobra.Command {
 	}
 	cmd.Flags().StringVar(&etcdBin, "etcd", "/usr/bin/etcd", "the etcd binary (Debian's etcd-server)")
 	cmd.Flags().StringVar(&clientsFlag, "clients", "1,16,64", "client counts to run")
-	cmd.Flags().StringVar(&etcdClient, "etcd-client", "native", "how to drive etcd: native (its Go gRPC client, go.etcd.io/etcd/client/v3, one per client), native-shared (one per etcd member, shared by its clients) or gateway (its v3 JSON gateway over HTTP/1.1)")
+	cmd.Flags().StringVar(&etcdClient, "etcd-client", "native-shared", "how to drive etcd: native (its Go gRPC client, go.etcd.io/etcd/client/v3, one per client), native-shared (one per etcd member, shared by its clients) or gateway (its v3 JSON gateway over HTTP/1.1)")
 	cmd.Flags().IntVar(&runs, "runs", 3, "runs of each cell; the table shows medians")
 	cmd.Flags().DurationVar(&duration, "duration", 5*time.Second, "length of each run")
 	return cmd
