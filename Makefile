@@ -86,6 +86,7 @@ fuzz:
 	$(GO) test -run XXX -fuzz '^FuzzRestore$$' -fuzztime $(FUZZTIME) ./fsm
 	$(GO) test -run XXX -fuzz '^FuzzSnapshotRoundTrip$$' -fuzztime $(FUZZTIME) ./fsm
 	$(GO) test -run XXX -fuzz '^FuzzHandlerBodies$$' -fuzztime $(FUZZTIME) ./transport/httpapi
+	$(GO) test -run XXX -fuzz '^FuzzCheckJSONAgreesWithTheTokenWalk$$' -fuzztime $(FUZZTIME) ./transport/httpapi
 	$(GO) test -run XXX -fuzz '^FuzzSnapshotFile$$' -fuzztime $(FUZZTIME) ./binder
 
 vet:

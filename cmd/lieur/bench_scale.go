@@ -70,13 +70,14 @@ type scaleRow struct {
 	SnapshotWriteMs float64 `json:"snapshot_write_ms"`
 	// RestoreMs: a restarted follower's FSM restore of that snapshot
 	// (raft's "starting restore" to "restored" log lines); RestartMs: its
-	// process start until its applied index reached the leader's.
+	// process start until it had applied the leader's last write.
 	RestoreMs float64 `json:"restore_ms"`
 	RestartMs float64 `json:"restart_to_caught_up_ms"`
-	// CatchUpMs: a follower killed, its data dir deleted, restarted with
-	// --join: process start until its applied index reached the leader's
-	// (its table hash is then checked equal). InstalledMs: when raft had
-	// installed the leader's snapshot, from the same start.
+	// CatchUpMs: a follower killed, removed from the cluster, its data dir
+	// deleted, started with --join: process start until it had applied
+	// the leader's last write (its table hash is then checked equal).
+	// InstalledMs: when raft had installed the leader's snapshot, from the
+	// same start.
 	CatchUpMs        float64 `json:"catch_up_ms"`
 	InstalledMs      float64 `json:"snapshot_installed_ms"`
 	InstallSnapshot  bool    `json:"install_snapshot"`
