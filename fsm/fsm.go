@@ -80,6 +80,9 @@ type Change struct {
 	Reason   string
 	// Index is the Raft index at which the change took effect.
 	Index uint64
+	// FromSnapshot: the change is part of the difference a Restore made
+	// (a restart or a catch-up), not of a log entry's.
+	FromSnapshot bool
 }
 
 // Result is what Apply returns through raft.ApplyFuture.Response() for a

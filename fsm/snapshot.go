@@ -304,7 +304,7 @@ func (f *FSM) Restore(rc io.ReadCloser) error {
 			slices.SortFunc(group.list, byIDOrder)
 		}
 		for _, inst := range group.list {
-			c := Change{Kind: group.kind, Instance: *inst, Index: data.LastChange}
+			c := Change{Kind: group.kind, Instance: *inst, Index: data.LastChange, FromSnapshot: true}
 			switch group.kind {
 			case Removed:
 				c.Reason = "snapshot-restore"

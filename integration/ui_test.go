@@ -261,23 +261,21 @@ func TestUIInABrowser(t *testing.T) {
 	// a reload, within a second of the request.
 	echoC, _ := liveServer(t)
 	newID := fmt.Sprintf("echo-127.0.0.1-%d", echoC)
-	appeared := make(chan time.Time, 1)
-	go func() {
-		_, err := chromedp.Run(b.ctx, chromedp.Poll[chromedp.Void](
-			fmt.Sprintf(`!!document.querySelector('table.instances tr[data-id=%s]')`, jsString(newID)),
-			chromedp.WithPollingMutation(), chromedp.WithPollingTimeout(5*time.Second)))
-		if err != nil {
-			appeared <- time.Time{}
-			return
-		}
-		appeared <- time.Now()
-	}()
-	time.Sleep(100 * time.Millisecond) // the poll is in place
+	// The page records when the row appears (a mutation observer on the
+	// document, installed before the registration is sent); the browser
+	// and the test read the same wall clock.
+	row := fmt.Sprintf(`document.querySelector('table.instances tr[data-id=%s]')`, jsString(newID))
+	b.do("watch for the new row", chromedp.Evaluate[chromedp.Void](fmt.Sprintf(`(() => {
+		window.__rowAt = 0;
+		const seen = () => { if (!window.__rowAt && %s) window.__rowAt = Date.now(); };
+		new MutationObserver(seen).observe(document, {subtree: true, childList: true, attributes: true});
+	})()`, row)))
+	require.Zero(t, evalIn[float64](b, `window.__rowAt`), "the row was there before the registration")
 	sent := time.Now()
 	registerWith(t, c.nodes[followers[1]].url(), tokRegister, wire.RegisterRequest{Type: "echo", Address: "127.0.0.1", Port: echoC})
 	made := time.Now()
-	at := <-appeared
-	require.False(t, at.IsZero(), "the registration never appeared in the page")
+	b.waitJS("the registration in the page", `window.__rowAt > 0`, 5*time.Second)
+	at := time.UnixMilli(int64(evalIn[float64](b, `window.__rowAt`)))
 	t.Logf("a registration through the API (answered in %s) appeared in the page %s after it was made",
 		made.Sub(sent).Round(time.Millisecond), at.Sub(made).Round(time.Millisecond))
 	assert.Less(t, at.Sub(made), time.Second, "the page follows the table through blocking queries")
