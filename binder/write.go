@@ -17,13 +17,24 @@ const raftApplyTimeout = 5 * time.Second
 
 func raftTransport(cfg Config) *raft.NetworkTransport {
 	logger := cfg.Logger.Named("raft-net")
-	// A pool of connections per peer lets pipelined appends and heartbeats
+	// A pool of connections per peer lets appends, heartbeats and votes
 	// proceed side by side.
 	return raft.NewNetworkTransportWithConfig(&raft.NetworkTransportConfig{
 		Stream:  cfg.Stream,
 		MaxPool: 3,
-		Timeout: 10 * time.Second,
-		Logger:  logger,
+		// No pipelined appends. With raft v1.8.0's default of 2, the
+		// pipeline's channels are unbuffered, and a follower's refusal
+		// (a newer term, a log mismatch) can leave its send and decode
+		// goroutines waiting on each other for good: the follower gets
+		// heartbeats and no more entries (so it never calls an election
+		// and serves ever older reads), and the leader's Shutdown hangs
+		// (seen here 2 times in 64 stressed runs; the same analysis as
+		// grafana/pyroscope#5518). One append at a time per follower
+		// carries whatever queued meanwhile (up to MaxAppendEntries), and
+		// measured no slower: docs/benchmarks.md.
+		MaxRPCsInFlight: 1,
+		Timeout:         10 * time.Second,
+		Logger:          logger,
 	})
 }
 
