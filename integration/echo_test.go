@@ -75,8 +75,22 @@ func (s *echoServer) exited() bool {
 // its "serving" line, which names its port and registration id.
 func startEchoServer(t *testing.T, binders, typ string, extra ...string) *echoServer {
 	t.Helper()
+	return startEchoProcess(t, echoServingRe, append([]string{"serve", "--type", typ, "--port", "0", "--binders", binders}, extra...))
+}
+
+// startEchoProcess runs lieur-echo with args and waits for the line
+// serving matches (type, port and id, in that order), whose type must be
+// the one asked for.
+func startEchoProcess(t *testing.T, serving *regexp.Regexp, args []string) *echoServer {
+	t.Helper()
+	typ := ""
+	for i := range args[:len(args)-1] {
+		if args[i] == "--type" {
+			typ = args[i+1]
+		}
+	}
 	s := &echoServer{typ: typ, done: make(chan struct{})}
-	s.cmd = exec.Command(echoBin, append([]string{"serve", "--type", typ, "--port", "0", "--binders", binders}, extra...)...)
+	s.cmd = exec.Command(echoBin, args...)
 	s.cmd.Env = procEnv()
 	s.cmd.Stderr = &s.stderr
 	out, err := s.cmd.StdoutPipe()
@@ -96,9 +110,9 @@ func startEchoServer(t *testing.T, binders, typ string, extra ...string) *echoSe
 		_ = s.cmd.Process.Kill()
 		<-s.done
 	})
-	waitFor(t, 30*time.Second, "lieur-echo serve to register", func() (bool, string) {
+	waitFor(t, 30*time.Second, "lieur-echo "+args[0]+" to register", func() (bool, string) {
 		for _, l := range s.stdout() {
-			if m := echoServingRe.FindStringSubmatch(l); m != nil {
+			if m := serving.FindStringSubmatch(l); m != nil {
 				require.Equal(t, typ, m[1])
 				s.port, _ = strconv.Atoi(m[2])
 				s.id = m[3]
@@ -106,7 +120,7 @@ func startEchoServer(t *testing.T, binders, typ string, extra ...string) *echoSe
 			}
 		}
 		if s.exited() {
-			t.Fatalf("lieur-echo serve exited (%v) before serving: stdout %q, stderr %q", s.err, s.stdout(), s.stderr.String())
+			t.Fatalf("lieur-echo %s exited (%v) before serving: stdout %q, stderr %q", args[0], s.err, s.stdout(), s.stderr.String())
 		}
 		return false, fmt.Sprintf("stdout %q", s.stdout())
 	})

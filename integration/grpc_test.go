@@ -7,13 +7,10 @@ package integration
 // client restart, and a live server that is reported but kept.
 
 import (
-	"bufio"
 	"context"
 	"fmt"
-	"os/exec"
 	"regexp"
 	"slices"
-	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -41,42 +38,7 @@ var grpcServingRe = regexp.MustCompile(`^lieur-echo: grpc serving type=(\S+) add
 // verified down-report can remove it.
 func startGRPCEcho(t *testing.T, binders, typ string) *echoServer {
 	t.Helper()
-	s := &echoServer{typ: typ, done: make(chan struct{})}
-	s.cmd = exec.Command(echoBin, "grpc-serve", "--type", typ, "--port", "0", "--ttl", "0", "--binders", binders)
-	s.cmd.Env = procEnv()
-	s.cmd.Stderr = &s.stderr
-	out, err := s.cmd.StdoutPipe()
-	require.NoError(t, err)
-	require.NoError(t, s.cmd.Start())
-	go func() {
-		sc := bufio.NewScanner(out)
-		for sc.Scan() {
-			s.mu.Lock()
-			s.lines = append(s.lines, sc.Text())
-			s.mu.Unlock()
-		}
-		s.err = s.cmd.Wait()
-		close(s.done)
-	}()
-	t.Cleanup(func() {
-		_ = s.cmd.Process.Kill()
-		<-s.done
-	})
-	waitFor(t, 30*time.Second, "lieur-echo grpc-serve to register", func() (bool, string) {
-		for _, l := range s.stdout() {
-			if m := grpcServingRe.FindStringSubmatch(l); m != nil {
-				require.Equal(t, typ, m[1])
-				s.port, _ = strconv.Atoi(m[2])
-				s.id = m[3]
-				return true, ""
-			}
-		}
-		if s.exited() {
-			t.Fatalf("lieur-echo grpc-serve exited (%v) before serving: stdout %q, stderr %q", s.err, s.stdout(), s.stderr.String())
-		}
-		return false, fmt.Sprintf("stdout %q", s.stdout())
-	})
-	return s
+	return startEchoProcess(t, grpcServingRe, []string{"grpc-serve", "--type", typ, "--port", "0", "--ttl", "0", "--binders", binders})
 }
 
 // grpcRetryingConfig: round_robin with down-reports; health checks wait

@@ -133,11 +133,7 @@ turns NOT_SERVING, deregisters and stops gracefully.`,
 			return nil
 		},
 	}
-	cmd.Flags().StringVar(&typ, "type", "echo", "service type to register")
-	cmd.Flags().StringVar(&address, "address", "127.0.0.1", "address to listen on and register")
-	cmd.Flags().IntVar(&port, "port", 0, "port to listen on (0: any free port)")
-	cmd.Flags().StringVar(&id, "id", "", "instance id (default <type>-<address>-<port>)")
-	cmd.Flags().DurationVar(&ttl, "ttl", 10*time.Second, "lease renewed by heartbeats every ttl/3; 0 registers without a lease")
+	instanceFlags(cmd, &typ, &address, &id, &port, &ttl)
 	return cmd
 }
 

@@ -117,12 +117,18 @@ func newServeCmd(newClient func() (*client.Client, error)) *cobra.Command {
 			return nil
 		},
 	}
-	cmd.Flags().StringVar(&typ, "type", "echo", "service type to register")
-	cmd.Flags().StringVar(&address, "address", "127.0.0.1", "address to listen on and register")
-	cmd.Flags().IntVar(&port, "port", 0, "port to listen on (0: any free port)")
-	cmd.Flags().StringVar(&id, "id", "", "instance id (default <type>-<address>-<port>)")
-	cmd.Flags().DurationVar(&ttl, "ttl", 10*time.Second, "lease renewed by heartbeats every ttl/3; 0 registers without a lease")
+	instanceFlags(cmd, &typ, &address, &id, &port, &ttl)
 	return cmd
+}
+
+// instanceFlags are the flags of a server that registers itself: serve
+// and grpc-serve take the same.
+func instanceFlags(cmd *cobra.Command, typ, address, id *string, port *int, ttl *time.Duration) {
+	cmd.Flags().StringVar(typ, "type", "echo", "service type to register")
+	cmd.Flags().StringVar(address, "address", "127.0.0.1", "address to listen on and register")
+	cmd.Flags().IntVar(port, "port", 0, "port to listen on (0: any free port)")
+	cmd.Flags().StringVar(id, "id", "", "instance id (default <type>-<address>-<port>)")
+	cmd.Flags().DurationVar(ttl, "ttl", 10*time.Second, "lease renewed by heartbeats every ttl/3; 0 registers without a lease")
 }
 
 func errOrEmpty(err error) string {
