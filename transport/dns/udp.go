@@ -15,6 +15,8 @@ import (
 // socket per core sharing the port (SO_REUSEPORT), and answers the common
 // query from the fast path's cache. Everything else goes through the same
 // reply as TCP, after the same header checks miekg/dns's server applies.
+// On Linux the batches are raw system calls (udp_raw_linux.go); the loop
+// below, through golang.org/x/net's batch calls, serves elsewhere.
 
 const (
 	// udpBatch is how many packets one system call reads or writes at most.
@@ -85,6 +87,9 @@ func replyOOB(oob []byte) []byte {
 
 // serveUDP answers u's packets until u is closed.
 func (s *Server) serveUDP(u *udpSocket) error {
+	if served, err := s.serveUDPRaw(u); served {
+		return err
+	}
 	in := make([]ipv4.Message, udpBatch)
 	out := make([]ipv4.Message, 0, udpBatch)
 	outBufs := make([][]byte, udpBatch)
