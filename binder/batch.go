@@ -47,6 +47,7 @@ func (n *Node) forwardBatch(batch []*applyReq) {
 		}
 		return
 	}
+	defer n.abandonOnNewLeader(ctx, cancel, addr)()
 	if len(batch) == 1 {
 		idx, err := n.cfg.Peer.Apply(ctx, addr, batch[0].data)
 		batch[0].done <- applyRes{idx, err}
@@ -67,6 +68,41 @@ func (n *Node) forwardBatch(batch []*applyReq) {
 		}
 		r.done <- applyRes{outs[i].Index, outs[i].Err}
 	}
+}
+
+// abandonOnNewLeader cancels a forward to the leader at addr once this
+// node knows another leader, and returns the function that stops
+// watching. A leader cut off from the network answers nothing: its
+// forwards would otherwise hold their slots (and the follower's every
+// later write) until the write hold, seconds after a new leader took
+// over. The forwarded writes then end with ErrOutcomeUnknown, which
+// apply sends again to the new leader when they are idempotent
+// (registrations, removals naming a registration's index, a
+// deregistration with a request id); others report the unknown outcome,
+// as they did after the hold.
+func (n *Node) abandonOnNewLeader(ctx context.Context, cancel context.CancelFunc, addr string) (stop func()) {
+	done := make(chan struct{})
+	go func() {
+		for {
+			changed, release := n.leaderSeen.watch("")
+			if cur, err := n.leaderHTTPAddr(); err == nil && cur != addr {
+				release()
+				cancel()
+				return
+			}
+			select {
+			case <-changed:
+				release()
+			case <-done:
+				release()
+				return
+			case <-ctx.Done():
+				release()
+				return
+			}
+		}
+	}()
+	return func() { close(done) }
 }
 
 // drain collects requests from ch into batches and runs flush on each,

@@ -178,21 +178,8 @@ func New(cfg Config) (*Node, error) {
 		return nil, fmt.Errorf("inspect raft state: %w", err)
 	}
 
-	rc := raft.DefaultConfig()
-	rc.LocalID = raft.ServerID(cfg.ID)
 	// Tapped for the leader's lease-check reports (cleanup.go).
-	rc.Logger = raftLogTap{Logger: cfg.Logger.Named("raft"), n: n}
-	rc.HeartbeatTimeout = cfg.HeartbeatTimeout
-	rc.ElectionTimeout = cfg.ElectionTimeout
-	rc.LeaderLeaseTimeout = cfg.LeaderLeaseTimeout
-	rc.CommitTimeout = cfg.CommitTimeout
-	rc.SnapshotThreshold = cfg.SnapshotThreshold
-	rc.SnapshotInterval = cfg.SnapshotInterval
-	rc.TrailingLogs = cfg.TrailingLogs
-	// Concurrent writes share an fsync: the leader appends what is queued
-	// in one batch.
-	rc.BatchApplyCh = true
-	rc.MaxAppendEntries = 64
+	rc := raftConfig(cfg, raftLogTap{Logger: cfg.Logger.Named("raft"), n: n})
 
 	n.trans = raftTransport(cfg)
 	if cfg.Recovery != nil {
@@ -397,6 +384,28 @@ func (n *Node) voters() int {
 // "" until this node has applied it. Binders prove to each other that they
 // belong to the cluster with it (see ClusterMember).
 func (n *Node) ClusterID() string { return n.fsm.ClusterID() }
+
+// raftConfig is the Raft configuration of a node with cfg.
+func raftConfig(cfg Config, logger hclog.Logger) *raft.Config {
+	rc := raft.DefaultConfig()
+	rc.LocalID = raft.ServerID(cfg.ID)
+	rc.Logger = logger
+	rc.HeartbeatTimeout = cfg.HeartbeatTimeout
+	rc.ElectionTimeout = cfg.ElectionTimeout
+	rc.LeaderLeaseTimeout = cfg.LeaderLeaseTimeout
+	rc.CommitTimeout = cfg.CommitTimeout
+	rc.SnapshotThreshold = cfg.SnapshotThreshold
+	rc.SnapshotInterval = cfg.SnapshotInterval
+	rc.TrailingLogs = cfg.TrailingLogs
+	// Concurrent writes still share an append and an fsync: the leader's
+	// loop takes every Apply waiting to be received in one batch. The
+	// apply channel stays unbuffered (no BatchApplyCh): with a buffer,
+	// raft v1.8.0 can accept an Apply as it shuts down and never answer
+	// it, and the write (and the node's Close, which waits for it) would
+	// wait forever.
+	rc.MaxAppendEntries = 64
+	return rc
+}
 
 // ID returns the node's id.
 func (n *Node) ID() string { return n.cfg.ID }

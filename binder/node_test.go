@@ -44,6 +44,13 @@ func (n *testNode) close() {
 // together, and waits for a leader every node can forward to.
 func startNodes(t *testing.T, n int) []*testNode {
 	t.Helper()
+	return startNodesWith(t, n, nil)
+}
+
+// startNodesWith is startNodes with node i's HTTP API served through
+// wrap(i, api) when wrap is set.
+func startNodesWith(t *testing.T, n int, wrap func(i int, api http.Handler) http.Handler) []*testNode {
+	t.Helper()
 	var raftLns []*raftnet.TCPStreamLayer
 	var httpLns []net.Listener
 	var peers []binder.PeerAddr
@@ -65,7 +72,11 @@ func startNodes(t *testing.T, n int) []*testNode {
 			Logger: hclog.New(&hclog.LoggerOptions{Name: peers[i].ID, Level: hclog.Warn}),
 		})
 		require.NoError(t, err)
-		srv := &http.Server{Handler: httpapi.NewServer(node, nil), ReadHeaderTimeout: 5 * time.Second}
+		var api http.Handler = httpapi.NewServer(node, nil)
+		if wrap != nil {
+			api = wrap(i, api)
+		}
+		srv := &http.Server{Handler: api, ReadHeaderTimeout: 5 * time.Second}
 		go func(l net.Listener) { _ = srv.Serve(l) }(httpLns[i])
 		tn := &testNode{node: node, srv: srv, peer: peer, addr: httpLns[i].Addr().String()}
 		nodes = append(nodes, tn)
