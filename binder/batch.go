@@ -81,8 +81,9 @@ func (n *Node) forwardBatch(batch []*applyReq) {
 // deregistration with a request id); others report the unknown outcome,
 // as they did after the hold.
 func (n *Node) abandonOnNewLeader(ctx context.Context, cancel context.CancelFunc, addr string) (stop func()) {
-	done := make(chan struct{})
+	done, exited := make(chan struct{}), make(chan struct{})
 	go func() {
+		defer close(exited)
 		for {
 			changed, release := n.leaderSeen.watch("")
 			if cur, err := n.leaderHTTPAddr(); err == nil && cur != addr {
@@ -102,7 +103,7 @@ func (n *Node) abandonOnNewLeader(ctx context.Context, cancel context.CancelFunc
 			}
 		}
 	}()
-	return func() { close(done) }
+	return func() { close(done); <-exited }
 }
 
 // drain collects requests from ch into batches and runs flush on each,
