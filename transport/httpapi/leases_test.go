@@ -37,6 +37,17 @@ func sendWith(t *testing.T, method, url, token, body string, header http.Header)
 	if body != "" {
 		req.Header.Set("Content-Type", "application/json")
 	}
+	status, h, data := roundTrip(t, req, token)
+	a := answer{status: status, header: h, raw: string(data)}
+	require.NoError(t, json.Unmarshal(data, &a.body), a.raw)
+	require.Equal(t, "application/json", h.Get("Content-Type"), a.raw)
+	return a
+}
+
+// roundTrip sends req, with token as a bearer credential when given, and
+// returns the status, the headers and the whole body.
+func roundTrip(t *testing.T, req *http.Request, token string) (int, http.Header, []byte) {
+	t.Helper()
 	if token != "" {
 		req.Header.Set("Authorization", "Bearer "+token)
 	}
@@ -45,10 +56,7 @@ func sendWith(t *testing.T, method, url, token, body string, header http.Header)
 	defer resp.Body.Close()
 	data, err := io.ReadAll(resp.Body)
 	require.NoError(t, err)
-	a := answer{status: resp.StatusCode, header: resp.Header, raw: string(data)}
-	require.NoError(t, json.Unmarshal(data, &a.body), a.raw)
-	require.Equal(t, "application/json", resp.Header.Get("Content-Type"), a.raw)
-	return a
+	return resp.StatusCode, resp.Header, data
 }
 
 // On the leader: a leased instance has an age measured when the leader

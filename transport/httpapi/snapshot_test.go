@@ -30,21 +30,14 @@ func snapshotCall(t *testing.T, method, url, contentType, token string, body []b
 	if contentType != "" {
 		req.Header.Set("Content-Type", contentType)
 	}
-	if token != "" {
-		req.Header.Set("Authorization", "Bearer "+token)
-	}
-	resp, err := http.DefaultClient.Do(req)
-	require.NoError(t, err)
-	defer resp.Body.Close()
-	data, err := io.ReadAll(resp.Body)
-	require.NoError(t, err)
-	if resp.StatusCode/100 != 2 {
-		require.Equal(t, "application/json", resp.Header.Get("Content-Type"), "error of %s %s: %q", method, url, data)
+	status, h, data := roundTrip(t, req, token)
+	if status/100 != 2 {
+		require.Equal(t, "application/json", h.Get("Content-Type"), "error of %s %s: %q", method, url, data)
 		var e wire.Error
 		require.NoError(t, json.Unmarshal(data, &e), "%q", data)
 		require.NotEmpty(t, e.Error)
 	}
-	return resp.StatusCode, resp.Header, data
+	return status, h, data
 }
 
 func registerVia(t *testing.T, base, id string, port int) {
