@@ -5,7 +5,7 @@ BIN      := bin
 NODES    ?= 3
 DATA_DIR ?=
 
-.PHONY: all build run test unit integration chaos netns measure bench bench-compare bench-scale fuzz vet fmt-check clean
+.PHONY: all build run test unit integration chaos netns measure bench bench-compare bench-scale bench-dns fuzz vet fmt-check clean
 
 all: build
 
@@ -70,6 +70,15 @@ ETCD_CLIENT ?= native-shared
 bench-compare: build
 	@command -v etcd >/dev/null 2>&1 || (apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y etcd-server)
 	./$(BIN)/lieur bench compare --etcd $$(command -v etcd) --etcd-client $(ETCD_CLIENT) --runs 3 --duration 5s --clients 1,16,64
+
+## bench-dns: lieur's DNS beside NSD (a static zone of the same records),
+## both under dnsperf, DNS_PAIRS alternating pairs of 8 s runs; the server
+## pinned to CPU 0 and dnsperf to CPU 1 (Debian's dnsperf and nsd,
+## installed if missing; docs/benchmarks.md).
+DNS_PAIRS ?= 8
+bench-dns: build
+	@command -v dnsperf >/dev/null 2>&1 && command -v nsd >/dev/null 2>&1 || (apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends dnsperf nsd)
+	./$(BIN)/lieur bench dns --pairs $(DNS_PAIRS)
 
 ## bench-scale: 10 000, 100 000 and 1 000 000 instances in a 3-agent
 ## cluster: heap per instance, snapshot size and write time, restore,

@@ -492,6 +492,6 @@ gateway. --binders are then etcd client URLs.`,
 	f.StringVar(&cfg.typ, "type", "bench", "service type to use")
 	f.Float64Var(&cfg.ratio, "ratio", 0.9, "mixed: share of lookups")
 	f.BoolVar(&cfg.json, "json", false, "print JSON")
-	cmd.AddCommand(newBenchCompareCmd(), newBenchScaleCmd())
+	cmd.AddCommand(newBenchCompareCmd(), newBenchScaleCmd(), newBenchDNSCmd())
 	return cmd
 }

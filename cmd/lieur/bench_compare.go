@@ -139,11 +139,19 @@ func stopAll(ps []*exec.Cmd) {
 }
 
 func startLieurCluster(ctx context.Context, dir string) ([]string, func(), error) {
-	exe, err := os.Executable()
+	layout, err := loadOrCreateLayout(filepath.Join(dir, "lieur"), 3)
 	if err != nil {
 		return nil, nil, err
 	}
-	layout, err := loadOrCreateLayout(filepath.Join(dir, "lieur"), 3)
+	return startLieurAgents(ctx, layout, nil, nil)
+}
+
+// startLieurAgents starts layout's agents, each command line behind
+// prefix (a taskset, say) and with the flags extra gives it, and waits
+// until every one has caught up; it returns their URLs and how to stop
+// them.
+func startLieurAgents(ctx context.Context, layout devLayout, prefix []string, extra func(devNode) []string) ([]string, func(), error) {
+	exe, err := os.Executable()
 	if err != nil {
 		return nil, nil, err
 	}
@@ -154,10 +162,23 @@ func startLieurCluster(ctx context.Context, dir string) ([]string, func(), error
 	}
 	var procs []*exec.Cmd
 	for _, n := range layout.Nodes {
-		c := exec.Command(exe, "agent", "--id", n.ID, "--raft-addr", n.RaftAddr, "--http-addr", n.HTTPAddr,
+		args := append(append([]string(nil), prefix...), exe, "agent", "--id", n.ID, "--raft-addr", n.RaftAddr, "--http-addr", n.HTTPAddr,
 			"--data-dir", n.DataDir, "--peers", strings.Join(peers, ","), "--log-level", "warn")
-		c.Stderr = os.Stderr
-		if err := c.Start(); err != nil {
+		if extra != nil {
+			args = append(args, extra(n)...)
+		}
+		c := exec.Command(args[0], args[1:]...)
+		// The agents' logs go beside their data, out of the table's way
+		// (a shutdown logs its closed connections).
+		logFile, err := os.OpenFile(n.DataDir+".log", os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o640)
+		if err != nil {
+			stopAll(procs)
+			return nil, nil, err
+		}
+		c.Stderr = logFile
+		err = c.Start()
+		logFile.Close()
+		if err != nil {
 			stopAll(procs)
 			return nil, nil, err
 		}
@@ -166,7 +187,7 @@ func startLieurCluster(ctx context.Context, dir string) ([]string, func(), error
 	stop := func() { stopAll(procs) }
 	if err := awaitAll(ctx, urls, "/v1/status", `"caught_up":true`); err != nil {
 		stop()
-		return nil, nil, fmt.Errorf("lieur: %w", err)
+		return nil, nil, fmt.Errorf("lieur: %w (agents' logs: %s.log)", err, layout.Nodes[0].DataDir)
 	}
 	return urls, stop, nil
 }
