@@ -11,7 +11,7 @@ import (
 
 // UDP is served by a loop of this package rather than miekg/dns's
 // server: it reads and writes packets in batches (recvmmsg/sendmmsg on
-// Linux, one system call for up to udpBatch packets, as NSD does) on one
+// Linux, one system call for up to udpBatch packets) on one
 // socket per core sharing the port (SO_REUSEPORT), and answers the common
 // query from the fast path's cache. Everything else goes through the same
 // reply as TCP, after the same header checks miekg/dns's server applies.
