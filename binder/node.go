@@ -404,6 +404,13 @@ func raftConfig(cfg Config, logger hclog.Logger) *raft.Config {
 	// it, and the write (and the node's Close, which waits for it) would
 	// wait forever.
 	rc.MaxAppendEntries = 64
+	// A leader whose own removal commits steps down and stays a
+	// non-member follower, as a removed follower does, instead of shutting
+	// raft down by itself: nobody waits for a shutdown raft starts on its
+	// own, so Close's later Shutdown would return at once and close the
+	// log store under raft's goroutines still running ("database not
+	// open"). Outside the configuration it never campaigns.
+	rc.ShutdownOnRemove = false
 	return rc
 }
 

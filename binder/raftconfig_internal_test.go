@@ -1,6 +1,7 @@
 package binder
 
 import (
+	"fmt"
 	"testing"
 	"time"
 
@@ -50,5 +51,68 @@ func TestApplyDuringShutdownIsAnswered(t *testing.T) {
 		case <-deadline:
 			t.Fatal("an Apply made after the shutdown was never answered")
 		}
+	}
+}
+
+// A leader whose own removal commits steps down and keeps running until
+// the node closes it. With raft's default it shut itself down, and the
+// node's Close, whose Shutdown then returned without waiting for raft's
+// goroutines, closed the log store under them.
+func TestLeaderRemovingItselfStepsDownInsteadOfShuttingDown(t *testing.T) {
+	stream, err := raftnet.Listen("127.0.0.1:0", "")
+	require.NoError(t, err)
+	defer stream.Close()
+	cfg := Config{ID: "n1", DataDir: t.TempDir(), Stream: stream, Peer: &stubPeer{}, HTTPAddr: "127.0.0.1:1",
+		Peers: []PeerAddr{{ID: "n1", RaftAddr: stream.Addr().String()}}, Logger: hclog.NewNullLogger()}
+	require.NoError(t, cfg.Validate())
+
+	var rafts []*raft.Raft
+	var transports []*raft.InmemTransport
+	var servers []raft.Server
+	for i := range 3 {
+		addr, trans := raft.NewInmemTransport("")
+		transports = append(transports, trans)
+		servers = append(servers, raft.Server{ID: raft.ServerID(fmt.Sprintf("n%d", i+1)), Address: addr})
+	}
+	for i, trans := range transports {
+		for j, other := range transports {
+			if i != j {
+				trans.Connect(servers[j].Address, other)
+			}
+		}
+	}
+	for i := range 3 {
+		c := cfg
+		c.ID = string(servers[i].ID)
+		store := raft.NewInmemStore()
+		r, err := raft.NewRaft(raftConfig(c, hclog.NewNullLogger()), &raft.MockFSM{}, store, store, raft.NewInmemSnapshotStore(), transports[i])
+		require.NoError(t, err)
+		rafts = append(rafts, r)
+	}
+	defer func() {
+		for _, r := range rafts {
+			require.NoError(t, r.Shutdown().Error())
+		}
+	}()
+	require.NoError(t, rafts[0].BootstrapCluster(raft.Configuration{Servers: servers}).Error())
+
+	var leader *raft.Raft
+	deadline := time.Now().Add(10 * time.Second)
+	for leader == nil {
+		for _, r := range rafts {
+			if r.State() == raft.Leader {
+				leader = r
+			}
+		}
+		require.False(t, time.Now().After(deadline), "no leader")
+		time.Sleep(10 * time.Millisecond)
+	}
+	_, id := leader.LeaderWithID()
+	require.NoError(t, leader.RemoveServer(id, 0, 0).Error())
+
+	for leader.State() != raft.Follower {
+		require.NotEqual(t, raft.Shutdown, leader.State(), "the removed leader shut raft down by itself")
+		require.False(t, time.Now().After(deadline), "the removed leader is still %s", leader.State())
+		time.Sleep(10 * time.Millisecond)
 	}
 }
