@@ -97,6 +97,7 @@ fuzz:
 	$(GO) test -run XXX -fuzz '^FuzzHandlerBodies$$' -fuzztime $(FUZZTIME) ./transport/httpapi
 	$(GO) test -run XXX -fuzz '^FuzzCheckJSONAgreesWithTheTokenWalk$$' -fuzztime $(FUZZTIME) ./transport/httpapi
 	$(GO) test -run XXX -fuzz '^FuzzSnapshotFile$$' -fuzztime $(FUZZTIME) ./binder
+	$(GO) test -run XXX -fuzz '^FuzzUDPAnswersAgreeWithTheSlowPath$$' -fuzztime $(FUZZTIME) ./transport/dns
 
 vet:
 	$(GO) vet ./...
