@@ -93,6 +93,11 @@ type Server struct {
 	errc     chan error
 	wg       sync.WaitGroup
 	close    sync.Once
+	closing  chan struct{} // closed when Close begins: ends a read back-off
+
+	// readErr, when tests set it before Start, fails batch reads the way
+	// the kernel might.
+	readErr func() error
 }
 
 // New returns a server for b; it binds nothing until Listen.
@@ -106,7 +111,7 @@ func New(b Binder, cfg Config, logger hclog.Logger) (*Server, error) {
 	}
 	return &Server{b: b, cfg: cfg, ttl: uint32(cfg.TTL / time.Second), log: logger,
 		cursors: cursors{m: map[string]*uint64{}}, cache: answerCache{m: map[string]*cachedAnswer{}},
-		metrics: newMetrics(), errc: make(chan error, 1+udpSockets())}, nil
+		metrics: newMetrics(), errc: make(chan error, 1+udpSockets()), closing: make(chan struct{})}, nil
 }
 
 // Collectors are the server's metrics, for the agent's registry.
@@ -240,6 +245,7 @@ func (s *Server) Err() <-chan error { return s.errc }
 // Close stops serving and waits for the serve loops to end.
 func (s *Server) Close() error {
 	s.close.Do(func() {
+		close(s.closing)
 		if s.tcp != nil && s.started {
 			_ = s.tcp.Shutdown() // closes the listener
 		} else if s.tcpLn != nil {

@@ -3,6 +3,8 @@ package dns
 import (
 	"errors"
 	"net"
+	"syscall"
+	"time"
 
 	mdns "github.com/miekg/dns"
 	"golang.org/x/net/ipv4"
@@ -85,6 +87,35 @@ func replyOOB(oob []byte) []byte {
 	return (&ipv4.ControlMessage{Src: dst}).Marshal()
 }
 
+// maxReadBackoff bounds the wait between reads that keep failing.
+const maxReadBackoff = time.Second
+
+// readFailed decides what a failed batch read does to a socket's loop. An
+// error the socket recovers from (the kernel short of memory or buffers
+// for now, or an ICMP report of an earlier answer's unreachable client
+// surfacing on the read) is logged and counted, and the loop reads again
+// after backoff, which doubles up to maxReadBackoff while reads keep
+// failing: losing the socket would stop the binder answering DNS, and the
+// agent stops when a DNS loop ends. Anything else ends the loop.
+func (s *Server) readFailed(err error, backoff *time.Duration) (again bool) {
+	transient := false
+	for _, e := range []syscall.Errno{syscall.ENOMEM, syscall.ENOBUFS, syscall.ECONNREFUSED,
+		syscall.EHOSTUNREACH, syscall.ENETUNREACH, syscall.ENETDOWN} {
+		transient = transient || errors.Is(err, e)
+	}
+	if !transient {
+		return false
+	}
+	s.metrics.readErrors.Inc()
+	*backoff = min(max(2**backoff, time.Millisecond), maxReadBackoff)
+	s.log.Warn("reading DNS queries failed; reading again", "error", err, "after", *backoff)
+	select {
+	case <-s.closing:
+	case <-time.After(*backoff):
+	}
+	return true
+}
+
 // serveUDP answers u's packets until u is closed.
 func (s *Server) serveUDP(u *udpSocket) error {
 	if served, err := s.serveUDPRaw(u); served {
@@ -101,14 +132,26 @@ func (s *Server) serveUDP(u *udpSocket) error {
 		outBufs[i] = make([]byte, 0, mdns.MinMsgSize)
 	}
 	keyBuf := make([]byte, 0, maxKeyLen)
+	var backoff time.Duration
 	for {
-		n, err := u.bc.ReadBatch(in, 0)
+		var n int
+		var err error
+		if s.readErr != nil {
+			err = s.readErr()
+		}
+		if err == nil {
+			n, err = u.bc.ReadBatch(in, 0)
+		}
 		if err != nil {
 			if errors.Is(err, net.ErrClosed) {
 				return nil
 			}
+			if s.readFailed(err, &backoff) {
+				continue
+			}
 			return err
 		}
+		backoff = 0
 		out = out[:0]
 		for i := range n {
 			m := &in[i]

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"net"
 	"syscall"
+	"time"
 	"unsafe"
 
 	mdns "github.com/miekg/dns"
@@ -122,14 +123,26 @@ func (s *Server) serveRaw(b *rawBatch) error {
 	for i := range outBufs {
 		outBufs[i] = make([]byte, 0, mdns.MinMsgSize)
 	}
+	var backoff time.Duration
 	for {
-		n, err := b.read()
+		var n int
+		var err error
+		if s.readErr != nil {
+			err = s.readErr()
+		}
+		if err == nil {
+			n, err = b.read()
+		}
 		if err != nil {
 			if isClosed(err) {
 				return nil
 			}
+			if s.readFailed(err, &backoff) {
+				continue
+			}
 			return err
 		}
+		backoff = 0
 		k := 0
 		for i := range n {
 			m := &b.in[i]
