@@ -12,6 +12,19 @@ import (
 	"github.com/lieur/lieur/transport/raftnet"
 )
 
+// validConfig is a node's configuration with Validate's defaults (the
+// timeouts raftConfig passes on); its stream is closed with the test.
+func validConfig(t *testing.T) Config {
+	t.Helper()
+	stream, err := raftnet.Listen("127.0.0.1:0", "")
+	require.NoError(t, err)
+	t.Cleanup(func() { stream.Close() })
+	cfg := Config{ID: "n1", DataDir: t.TempDir(), Stream: stream, Peer: &stubPeer{}, HTTPAddr: "127.0.0.1:1",
+		Peers: []PeerAddr{{ID: "n1", RaftAddr: stream.Addr().String()}}, Logger: hclog.NewNullLogger()}
+	require.NoError(t, cfg.Validate())
+	return cfg
+}
+
 // An Apply made while raft shuts down is answered (ErrRaftShutdown), never
 // left waiting: raft v1.8.0 with BatchApplyCh can accept it into its
 // buffer after the main loop stopped, and a write waiting on it held the
@@ -19,13 +32,7 @@ import (
 // to be lost that way, so 64 of them all answered proves the channel
 // takes nothing raft will not read.
 func TestApplyDuringShutdownIsAnswered(t *testing.T) {
-	stream, err := raftnet.Listen("127.0.0.1:0", "")
-	require.NoError(t, err)
-	defer stream.Close()
-	cfg := Config{ID: "n1", DataDir: t.TempDir(), Stream: stream, Peer: &stubPeer{}, HTTPAddr: "127.0.0.1:1",
-		Peers: []PeerAddr{{ID: "n1", RaftAddr: stream.Addr().String()}}, Logger: hclog.NewNullLogger()}
-	require.NoError(t, cfg.Validate()) // the timeouts' defaults
-	rc := raftConfig(cfg, hclog.NewNullLogger())
+	rc := raftConfig(validConfig(t), hclog.NewNullLogger())
 	store := raft.NewInmemStore()
 	addr, trans := raft.NewInmemTransport("")
 	r, err := raft.NewRaft(rc, &raft.MockFSM{}, store, store, raft.NewInmemSnapshotStore(), trans)
@@ -59,12 +66,7 @@ func TestApplyDuringShutdownIsAnswered(t *testing.T) {
 // node's Close, whose Shutdown then returned without waiting for raft's
 // goroutines, closed the log store under them.
 func TestLeaderRemovingItselfStepsDownInsteadOfShuttingDown(t *testing.T) {
-	stream, err := raftnet.Listen("127.0.0.1:0", "")
-	require.NoError(t, err)
-	defer stream.Close()
-	cfg := Config{ID: "n1", DataDir: t.TempDir(), Stream: stream, Peer: &stubPeer{}, HTTPAddr: "127.0.0.1:1",
-		Peers: []PeerAddr{{ID: "n1", RaftAddr: stream.Addr().String()}}, Logger: hclog.NewNullLogger()}
-	require.NoError(t, cfg.Validate())
+	cfg := validConfig(t)
 
 	var rafts []*raft.Raft
 	var transports []*raft.InmemTransport
