@@ -99,22 +99,18 @@ func TestLeaderRemovingItselfStepsDownInsteadOfShuttingDown(t *testing.T) {
 	require.NoError(t, rafts[0].BootstrapCluster(raft.Configuration{Servers: servers}).Error())
 
 	var leader *raft.Raft
-	deadline := time.Now().Add(10 * time.Second)
-	for leader == nil {
+	require.Eventually(t, func() bool {
 		for _, r := range rafts {
 			if r.State() == raft.Leader {
 				leader = r
 			}
 		}
-		require.False(t, time.Now().After(deadline), "no leader")
-		time.Sleep(10 * time.Millisecond)
-	}
+		return leader != nil
+	}, 10*time.Second, 10*time.Millisecond, "no leader")
 	_, id := leader.LeaderWithID()
 	require.NoError(t, leader.RemoveServer(id, 0, 0).Error())
 
-	for leader.State() != raft.Follower {
-		require.NotEqual(t, raft.Shutdown, leader.State(), "the removed leader shut raft down by itself")
-		require.False(t, time.Now().After(deadline), "the removed leader is still %s", leader.State())
-		time.Sleep(10 * time.Millisecond)
-	}
+	require.Eventually(t, func() bool { return leader.State() != raft.Leader }, 10*time.Second, 10*time.Millisecond,
+		"the removed leader still leads")
+	require.Equal(t, raft.Follower, leader.State(), "the removed leader steps down, not shuts raft down by itself")
 }

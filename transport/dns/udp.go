@@ -116,6 +116,16 @@ func (s *Server) readFailed(err error, backoff *time.Duration) (again bool) {
 	return true
 }
 
+// readBatch is read, unless a test's readErr fails it first.
+func (s *Server) readBatch(read func() (int, error)) (int, error) {
+	if s.readErr != nil {
+		if err := s.readErr(); err != nil {
+			return 0, err
+		}
+	}
+	return read()
+}
+
 // serveUDP answers u's packets until u is closed.
 func (s *Server) serveUDP(u *udpSocket) error {
 	if served, err := s.serveUDPRaw(u); served {
@@ -134,14 +144,7 @@ func (s *Server) serveUDP(u *udpSocket) error {
 	keyBuf := make([]byte, 0, maxKeyLen)
 	var backoff time.Duration
 	for {
-		var n int
-		var err error
-		if s.readErr != nil {
-			err = s.readErr()
-		}
-		if err == nil {
-			n, err = u.bc.ReadBatch(in, 0)
-		}
+		n, err := s.readBatch(func() (int, error) { return u.bc.ReadBatch(in, 0) })
 		if err != nil {
 			if errors.Is(err, net.ErrClosed) {
 				return nil

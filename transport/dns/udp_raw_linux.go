@@ -82,29 +82,21 @@ func mmsg(trap uintptr, fd uintptr, hs []mmsghdr) (int, syscall.Errno) {
 
 // read fills the receive slots, waiting in the poller while there is
 // nothing to read.
-func (b *rawBatch) read() (int, error) {
-	var n int
-	var errno syscall.Errno
-	err := b.rc.Read(func(fd uintptr) bool {
-		n, errno = mmsg(unix.SYS_RECVMMSG, fd, b.in)
-		return errno != unix.EAGAIN && errno != unix.EINTR
-	})
-	if err != nil {
-		return 0, err
-	}
-	if errno != 0 {
-		return 0, errno
-	}
-	return n, nil
-}
+func (b *rawBatch) read() (int, error) { return b.call(b.rc.Read, unix.SYS_RECVMMSG, b.in) }
 
 // write sends the first k answer slots; it returns how many went, and the
 // error that stopped the next one.
 func (b *rawBatch) write(k int) (int, error) {
+	return b.call(b.rc.Write, unix.SYS_SENDMMSG, b.out[:k])
+}
+
+// call makes the batch system call trap on hs, waiting in the poller (wait
+// is the raw conn's Read or Write) while the socket is not ready.
+func (b *rawBatch) call(wait func(func(fd uintptr) bool) error, trap uintptr, hs []mmsghdr) (int, error) {
 	var n int
 	var errno syscall.Errno
-	err := b.rc.Write(func(fd uintptr) bool {
-		n, errno = mmsg(unix.SYS_SENDMMSG, fd, b.out[:k])
+	err := wait(func(fd uintptr) bool {
+		n, errno = mmsg(trap, fd, hs)
 		return errno != unix.EAGAIN && errno != unix.EINTR
 	})
 	if err != nil {
@@ -125,14 +117,7 @@ func (s *Server) serveRaw(b *rawBatch) error {
 	}
 	var backoff time.Duration
 	for {
-		var n int
-		var err error
-		if s.readErr != nil {
-			err = s.readErr()
-		}
-		if err == nil {
-			n, err = b.read()
-		}
+		n, err := s.readBatch(b.read)
 		if err != nil {
 			if isClosed(err) {
 				return nil
