@@ -8,7 +8,6 @@ import (
 
 	mdns "github.com/miekg/dns"
 	"github.com/prometheus/client_golang/prometheus"
-	dto "github.com/prometheus/client_model/go"
 	"github.com/stretchr/testify/require"
 )
 
@@ -49,7 +48,7 @@ func TestTransientReadErrorsKeepTheSocketServing(t *testing.T) {
 		require.True(t, time.Now().Before(deadline), "no answer after the failed reads: %v", err)
 	}
 	// The port's sockets failed three reads between them, all counted.
-	require.Equal(t, float64(3), counterValue(t, s.metrics.readErrors))
+	require.Equal(t, float64(3), exposed(t, s, "lieur_dns_read_errors_total"))
 	select {
 	case err := <-s.Err():
 		t.Fatalf("a transient read error ended the server: %v", err)
@@ -67,12 +66,23 @@ func TestOtherReadErrorsEndTheServer(t *testing.T) {
 	case <-time.After(10 * time.Second):
 		t.Fatal("the read error was not reported")
 	}
-	require.Zero(t, counterValue(t, s.metrics.readErrors))
+	require.Zero(t, exposed(t, s, "lieur_dns_read_errors_total"))
 }
 
-func counterValue(t *testing.T, c prometheus.Counter) float64 {
+// exposed is the value of the counter name among what s gives the
+// agent's /metrics registry.
+func exposed(t *testing.T, s *Server, name string) float64 {
 	t.Helper()
-	var m dto.Metric
-	require.NoError(t, c.Write(&m))
-	return m.GetCounter().GetValue()
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(s.Collectors()...)
+	mfs, err := reg.Gather()
+	require.NoError(t, err)
+	for _, mf := range mfs {
+		if mf.GetName() == name {
+			require.Len(t, mf.GetMetric(), 1)
+			return mf.GetMetric()[0].GetCounter().GetValue()
+		}
+	}
+	t.Fatalf("%s is not among the server's collectors", name)
+	return 0
 }

@@ -96,7 +96,8 @@ type Server struct {
 	closing  chan struct{} // closed when Close begins: ends a read back-off
 
 	// readErr, when tests set it before Start, fails batch reads the way
-	// the kernel might.
+	// the kernel might. One that fails for ever keeps its loop from
+	// reaching the closed socket, so Close would not end it.
 	readErr func() error
 }
 
@@ -116,7 +117,7 @@ func New(b Binder, cfg Config, logger hclog.Logger) (*Server, error) {
 
 // Collectors are the server's metrics, for the agent's registry.
 func (s *Server) Collectors() []prometheus.Collector {
-	return []prometheus.Collector{s.metrics.malformed, s.metrics.responses}
+	return []prometheus.Collector{s.metrics.malformed, s.metrics.responses, s.metrics.readErrors}
 }
 
 // Listen binds UDP and TCP on addr, on the same port: with port 0 it

@@ -90,20 +90,16 @@ func replyOOB(oob []byte) []byte {
 // maxReadBackoff bounds the wait between reads that keep failing.
 const maxReadBackoff = time.Second
 
-// readFailed decides what a failed batch read does to a socket's loop. An
-// error the socket recovers from (the kernel short of memory or buffers
-// for now, or an ICMP report of an earlier answer's unreachable client
-// surfacing on the read) is logged and counted, and the loop reads again
-// after backoff, which doubles up to maxReadBackoff while reads keep
-// failing: losing the socket would stop the binder answering DNS, and the
-// agent stops when a DNS loop ends. Anything else ends the loop.
+// readFailed decides what a failed batch read does to a socket's loop. The
+// kernel short of memory or buffers for now is an error the socket
+// recovers from: it is logged and counted, and the loop reads again after
+// backoff, which doubles up to maxReadBackoff while reads keep failing;
+// losing the socket would stop the binder answering DNS, and the agent
+// stops when a DNS loop ends. Anything else ends the loop. (An unconnected
+// UDP socket without IP_RECVERR, as these are, is never handed ICMP
+// errors on a read.)
 func (s *Server) readFailed(err error, backoff *time.Duration) (again bool) {
-	transient := false
-	for _, e := range []syscall.Errno{syscall.ENOMEM, syscall.ENOBUFS, syscall.ECONNREFUSED,
-		syscall.EHOSTUNREACH, syscall.ENETUNREACH, syscall.ENETDOWN} {
-		transient = transient || errors.Is(err, e)
-	}
-	if !transient {
+	if !errors.Is(err, syscall.ENOMEM) && !errors.Is(err, syscall.ENOBUFS) {
 		return false
 	}
 	s.metrics.readErrors.Inc()
