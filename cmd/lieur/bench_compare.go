@@ -27,7 +27,7 @@ func newBenchCompareCmd() *cobra.Command {
 		Use:   "compare",
 		Short: "Start 3 lieur agents and 3 etcd members on loopback and compare them",
 		Args:  cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
+		RunE: func(cmd *cobra.Command, _ []string) (err error) {
 			etcdTarget, ok := map[string]string{"native": "etcd", "native-shared": "etcd-shared", "gateway": "etcd-gateway"}[etcdClient]
 			if !ok {
 				return fmt.Errorf("--etcd-client %q: want native, native-shared or gateway", etcdClient)
@@ -44,7 +44,14 @@ func newBenchCompareCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			defer os.RemoveAll(dir)
+			defer func() {
+				// A failed run keeps the agents' logs for its error to point at.
+				if err == nil {
+					os.RemoveAll(dir)
+				} else {
+					err = fmt.Errorf("%w (kept %s)", err, dir)
+				}
+			}()
 			ctx := cmd.Context()
 			lieur, stopLieur, err := startLieurCluster(ctx, dir)
 			if err != nil {

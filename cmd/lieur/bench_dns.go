@@ -13,11 +13,10 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
-	"runtime"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
-	"syscall"
 	"time"
 
 	mdns "github.com/miekg/dns"
@@ -114,7 +113,9 @@ func parseCPUList(s string) ([]int, error) {
 			return nil, fmt.Errorf("CPU list %q: want numbers and ranges such as 0,2-3", s)
 		}
 		for c := a; c <= b; c++ {
-			cpus = append(cpus, c)
+			if !slices.Contains(cpus, c) {
+				cpus = append(cpus, c)
+			}
 		}
 	}
 	return cpus, nil
@@ -124,37 +125,45 @@ func parseCPUList(s string) ([]int, error) {
 // Go supports (USER_HZ, not the kernel's tick).
 const userHz = 100
 
-// cpuBusy is how long the given cores have been busy (not idle, not
-// waiting for I/O) since boot, from /proc/stat.
-func cpuBusy(cpus []int) (time.Duration, error) {
-	data, err := os.ReadFile("/proc/stat")
-	if err != nil {
-		return 0, err
-	}
+// busyTicks adds up, over the named cores of a /proc/stat text, the time
+// spent running something: user, nice, system, irq and softirq. Not idle
+// or iowait (waiting), not steal (the hypervisor ran someone else), not
+// guest and guest_nice (already inside user and nice).
+func busyTicks(stat string, cpus []int) (int64, error) {
 	want := map[string]bool{}
 	for _, c := range cpus {
 		want["cpu"+strconv.Itoa(c)] = true
 	}
 	var ticks int64
 	found := 0
-	for _, line := range strings.Split(string(data), "\n") {
+	for _, line := range strings.Split(stat, "\n") {
 		f := strings.Fields(line)
-		if len(f) < 6 || !want[f[0]] {
+		if len(f) < 8 || !want[f[0]] {
 			continue
 		}
 		found++
-		for i, v := range f[1:] {
-			if i == 3 || i == 4 { // idle, iowait
-				continue
+		for _, i := range []int{1, 2, 3, 6, 7} { // user nice system [idle iowait] irq softirq
+			n, err := strconv.ParseInt(f[i], 10, 64)
+			if err != nil {
+				return 0, fmt.Errorf("/proc/stat %s: %w", f[0], err)
 			}
-			n, _ := strconv.ParseInt(v, 10, 64)
 			ticks += n
 		}
 	}
-	if found != len(cpus) {
+	if found != len(want) {
 		return 0, fmt.Errorf("/proc/stat lists %d of the cores %v", found, cpus)
 	}
-	return time.Duration(ticks) * time.Second / userHz, nil
+	return ticks, nil
+}
+
+// cpuBusy is how long the given cores have been busy since boot.
+func cpuBusy(cpus []int) (time.Duration, error) {
+	data, err := os.ReadFile("/proc/stat")
+	if err != nil {
+		return 0, err
+	}
+	ticks, err := busyTicks(string(data), cpus)
+	return time.Duration(ticks) * time.Second / userHz, err
 }
 
 func tasksetPrefix(cpus string) []string {
@@ -311,17 +320,19 @@ func benchNSD(ctx context.Context, cfg dnsBenchConfig, dir, queries string) (dns
 	}
 	args := append(tasksetPrefix(cfg.serverCPUs), cfg.nsd, "-d", "-c", conf)
 	c := exec.Command(args[0], args[1:]...)
-	var stderr bytes.Buffer
-	c.Stderr = &stderr
-	if err := c.Start(); err != nil {
+	stderr, err := os.Create(filepath.Join(dir, "nsd.stderr"))
+	if err != nil {
 		return dnsperfResult{}, err
 	}
-	defer func() {
-		_ = c.Process.Signal(syscall.SIGTERM)
-		_ = c.Wait()
-	}()
+	c.Stderr = stderr
+	err = c.Start()
+	stderr.Close()
+	if err != nil {
+		return dnsperfResult{}, err
+	}
+	defer stopAll([]*exec.Cmd{c})
 	if err := awaitDNSAnswer(ctx, addr); err != nil {
-		return dnsperfResult{}, fmt.Errorf("nsd: %w: %s", err, bytes.TrimSpace(stderr.Bytes()))
+		return dnsperfResult{}, fmt.Errorf("nsd: %w (its output: %s and %s)", err, stderr.Name(), filepath.Join(dir, "nsd.log"))
 	}
 	return runDnsperf(ctx, cfg, addr, queries)
 }
@@ -339,12 +350,19 @@ func medianOf(v []float64) float64 {
 // and one against NSD, the order alternating from pair to pair so that a
 // drift of the machine weighs on both, and prints each pair and the
 // medians.
-func benchDNS(ctx context.Context, out io.Writer, cfg dnsBenchConfig) error {
+func benchDNS(ctx context.Context, out io.Writer, cfg dnsBenchConfig) (err error) {
 	dir, err := os.MkdirTemp("", "lieur-bench-dns-")
 	if err != nil {
 		return err
 	}
-	defer os.RemoveAll(dir)
+	defer func() {
+		// A failed run keeps the servers' logs for its error to point at.
+		if err == nil {
+			os.RemoveAll(dir)
+		} else {
+			err = fmt.Errorf("%w (kept %s)", err, dir)
+		}
+	}()
 	queries := filepath.Join(dir, "queries.txt")
 	if err := os.WriteFile(queries, bytes.Repeat([]byte(strings.TrimSuffix(dnsBenchName, ".")+" A\n"), 1000), 0o640); err != nil {
 		return err
@@ -452,10 +470,7 @@ Needs dnsperf and nsd (Debian: apt-get install dnsperf nsd) and taskset.`,
 	f.IntVar(&cfg.clients, "clients", 8, "dnsperf -c: client sockets")
 	f.IntVar(&cfg.inFlight, "in-flight", 200, "dnsperf -q: queries outstanding at most")
 	f.IntVar(&cfg.nsdServers, "nsd-servers", 1, "NSD's server-count (1 was its best here)")
-	serverCPUs, loadCPUs := "", ""
-	if runtime.NumCPU() >= 2 {
-		serverCPUs, loadCPUs = "0", "1"
-	}
+	serverCPUs, loadCPUs := defaultPinning()
 	f.StringVar(&cfg.serverCPUs, "server-cpus", serverCPUs, "cores for the server under test, taskset syntax; empty with --load-cpus empty: unpinned")
 	f.StringVar(&cfg.loadCPUs, "load-cpus", loadCPUs, "cores for dnsperf, taskset syntax")
 	return cmd
