@@ -138,9 +138,10 @@ func (s *Server) serveUDP(u *udpSocket) error {
 		outBufs[i] = make([]byte, 0, mdns.MinMsgSize)
 	}
 	keyBuf := make([]byte, 0, maxKeyLen)
+	read := func() (int, error) { return u.bc.ReadBatch(in, 0) }
 	var backoff time.Duration
 	for {
-		n, err := s.readBatch(func() (int, error) { return u.bc.ReadBatch(in, 0) })
+		n, err := s.readBatch(read)
 		if err != nil {
 			if errors.Is(err, net.ErrClosed) {
 				return nil
