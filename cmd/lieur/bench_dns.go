@@ -187,25 +187,44 @@ func runDnsperf(ctx context.Context, cfg dnsBenchConfig, addr, file string) (dns
 			return dnsperfResult{}, err
 		}
 	}
-	var before time.Duration
+	// The server's cores are read at dnsperf's start and when its run time
+	// is up: after that dnsperf only waits (up to its 5 s timeout) for
+	// answers it counts as lost, and the idle cluster's own work would be
+	// charged to the answers.
+	var before, after time.Duration
 	if serverCPUs != nil {
 		if before, err = cpuBusy(serverCPUs); err != nil {
 			return dnsperfResult{}, err
 		}
 	}
-	out, err := exec.CommandContext(ctx, args[0], args[1:]...).CombinedOutput()
-	if err != nil {
-		return dnsperfResult{}, fmt.Errorf("dnsperf: %w: %s", err, bytes.TrimSpace(out))
+	var output bytes.Buffer
+	c := exec.CommandContext(ctx, args[0], args[1:]...)
+	c.Stdout, c.Stderr = &output, &output
+	if err := c.Start(); err != nil {
+		return dnsperfResult{}, fmt.Errorf("dnsperf: %w", err)
 	}
-	r, err := parseDnsperf(out)
+	exited := make(chan error, 1)
+	go func() { exited <- c.Wait() }()
+	var waitErr error
+	select {
+	case <-time.After(cfg.duration):
+		if serverCPUs != nil {
+			after, err = cpuBusy(serverCPUs)
+		}
+		waitErr = <-exited
+	case waitErr = <-exited: // ended before its run time: it failed
+	}
+	if waitErr != nil {
+		return dnsperfResult{}, fmt.Errorf("dnsperf: %w: %s", waitErr, bytes.TrimSpace(output.Bytes()))
+	}
+	if err != nil {
+		return dnsperfResult{}, err
+	}
+	r, err := parseDnsperf(output.Bytes())
 	if err != nil {
 		return r, err
 	}
-	if serverCPUs != nil && r.Completed > 0 {
-		after, err := cpuBusy(serverCPUs)
-		if err != nil {
-			return r, err
-		}
+	if serverCPUs != nil && r.Completed > 0 && after > 0 {
 		r.ServerCPU = (after - before) / time.Duration(r.Completed)
 	}
 	return r, nil
