@@ -12,7 +12,7 @@ import (
 
 // dnsperf 2.x's statistics block, as Debian's dnsperf prints it.
 const dnsperfOutput = `DNS Performance Testing Tool
-Version 2.11.0
+Version 2.10.0
 
 [Status] Command line: dnsperf -s 127.0.0.1 -p 5399 -d q.txt -l 2 -c 8 -q 200
 [Status] Sending queries (to 127.0.0.1:5399)
