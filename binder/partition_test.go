@@ -254,12 +254,13 @@ func (c *partitionCluster) leaderIndex() int {
 
 // awaitConverged waits until the nodes listed agree: exactly one of them
 // leads, all name it as leader, all serve default reads, and all hold the
-// same table.
+// same table at the same applied index.
 func (c *partitionCluster) awaitConverged(idx ...int) {
 	c.t.Helper()
 	await(c.t, 20*time.Second, fmt.Sprintf("nodes %v converged", idx), func() bool {
 		var leaders []string
 		hash := ""
+		var applied uint64
 		for k, i := range idx {
 			n := c.nodes[i].node
 			st := n.Status()
@@ -267,9 +268,12 @@ func (c *partitionCluster) awaitConverged(idx ...int) {
 				leaders = append(leaders, st.ID)
 			}
 			if k == 0 {
-				hash = st.TableHash
+				hash, applied = st.TableHash, st.AppliedIndex
 			}
-			if st.TableHash != hash || st.Leader == "" || n.ReadAllowed() != nil {
+			// The same table is not enough: a node that has not yet
+			// applied a registration and its removal holds the same table
+			// as one that has, and applies the pair later.
+			if st.TableHash != hash || st.AppliedIndex != applied || st.Leader == "" || n.ReadAllowed() != nil {
 				return false
 			}
 		}
