@@ -44,14 +44,7 @@ func newBenchCompareCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			defer func() {
-				// A failed run keeps the agents' logs for its error to point at.
-				if err == nil {
-					os.RemoveAll(dir)
-				} else {
-					err = fmt.Errorf("%w (kept %s)", err, dir)
-				}
-			}()
+			defer removeUnlessFailed(dir, &err)
 			ctx := cmd.Context()
 			lieur, stopLieur, err := startLieurCluster(ctx, dir)
 			if err != nil {
@@ -128,6 +121,17 @@ func compare(ctx context.Context, out io.Writer, lieur, etcd []string, etcdTarge
 		fmt.Fprintf(out, "| ceiling (bare net/http, in-process) | %d | %.0f | | | %.2f | | %.2f | | | |\n", c, m.OpsPerS, m.P50Ms, m.P99Ms)
 	}
 	return nil
+}
+
+// removeUnlessFailed removes a bench's working directory dir once it is
+// done; a run that failed (*err set) keeps it, so that the logs its error
+// points at are still there, and the error says where.
+func removeUnlessFailed(dir string, err *error) {
+	if *err == nil {
+		os.RemoveAll(dir)
+		return
+	}
+	*err = fmt.Errorf("%w (kept %s)", *err, dir)
 }
 
 func stopAll(ps []*exec.Cmd) {

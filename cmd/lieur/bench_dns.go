@@ -374,14 +374,7 @@ func benchDNS(ctx context.Context, out io.Writer, cfg dnsBenchConfig) (err error
 	if err != nil {
 		return err
 	}
-	defer func() {
-		// A failed run keeps the servers' logs for its error to point at.
-		if err == nil {
-			os.RemoveAll(dir)
-		} else {
-			err = fmt.Errorf("%w (kept %s)", err, dir)
-		}
-	}()
+	defer removeUnlessFailed(dir, &err)
 	queries := filepath.Join(dir, "queries.txt")
 	if err := os.WriteFile(queries, bytes.Repeat([]byte(strings.TrimSuffix(dnsBenchName, ".")+" A\n"), 1000), 0o640); err != nil {
 		return err
